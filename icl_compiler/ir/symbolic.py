@@ -1,0 +1,77 @@
+"""Symbolic dimensions (dynamic batch and sequence axes) as sympy expressions.
+
+A dimension is an ``int`` or a sympy expression over named symbols (``batch``, ``seq``, or the
+exporter's names).  Shape arithmetic that depends on dynamic axes is folded at import time into
+such expressions; they are resolved to ints at run time from the actual input shapes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy
+
+Dim = Any  # int | sympy.Expr
+
+
+def sym(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def is_sym(x: Any) -> bool:
+    return isinstance(x, sympy.Basic) and not x.is_number
+
+
+def norm_dim(x: Any) -> Dim:
+    """Turn numeric sympy results back into plain ints."""
+    if isinstance(x, sympy.Basic):
+        x = sympy.simplify(x)
+        if x.is_number:
+            return int(x)
+        return x
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    return x
+
+
+def resolve(obj: Any, env: dict[str, int]) -> Any:
+    """Replace symbolic dims inside ``obj`` (nested lists/tuples/dicts/object arrays) by ints."""
+    if isinstance(obj, sympy.Basic):
+        val = obj.subs({sym(k): v for k, v in env.items()})
+        if not val.is_number:
+            raise KeyError(f"unbound dimension in {obj} (bound: {sorted(env)})")
+        return int(val)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(resolve(v, env) for v in obj)
+    if isinstance(obj, dict):
+        return {k: resolve(v, env) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.dtype == object:
+        return np.array([resolve(v, env) for v in obj.ravel()], dtype=np.int64).reshape(obj.shape)
+    return obj
+
+
+def has_sym(obj: Any) -> bool:
+    if isinstance(obj, sympy.Basic):
+        return is_sym(obj)
+    if isinstance(obj, (list, tuple)):
+        return any(has_sym(v) for v in obj)
+    if isinstance(obj, dict):
+        return any(has_sym(v) for v in obj.values())
+    if isinstance(obj, np.ndarray) and obj.dtype == object:
+        return any(has_sym(v) for v in obj.ravel())
+    return False
+
+
+def dim_to_json(d: Dim) -> int | str:
+    return int(d) if not isinstance(d, sympy.Basic) else ("$" + str(d))
+
+
+def dim_from_json(d: int | str) -> Dim:
+    if isinstance(d, str) and d.startswith("$"):
+        expr = sympy.sympify(d[1:])
+        return expr.subs({s: sym(s.name) for s in expr.free_symbols})
+    return d
+
+
+def dim_str(d: Dim) -> str:
+    return str(d)
