@@ -1,0 +1,349 @@
+"""Lowering: tensor IR (after the default pipeline) → neuromorphic graph.
+
+Matches: a graph whose ops act per token along the last axis ([B, T, n] values) —
+Linear, Relu, Add, Sub?, Mul by a constant, LayerNorm, RMSNorm, Gather (token embedding and
+positional embedding indexed by Range(0, seq)) — plus PlasticAttention, which mixes tokens.
+
+Produces: a :class:`NeuroGraph` where every materialised value is a population, Linear becomes
+Dense synapses, ReLU a graded ReLU neuron, identity a graded neuron, residual Adds are extra
+synapse groups into the same population, LayerNorm/RMSNorm are ``norm`` populations on an
+embedded core, token ids enter one-hot through a Dense (the embedding table), and each attention
+head becomes k/q/v populations, T_max slot neurons and plastic K/V synapse groups (DESIGN §4).
+
+Values are built lazily as *affine forms* Σ W_i·pop_i + b and only materialised into a
+population where a neuron is needed (a nonlinearity, a norm, an attention input, the output).
+A Linear applied to a form that is a pure 0/1 selection of populations (e.g. the merged
+heads) composes exactly, so no extra population or delay step is added there.
+
+Invariants: float semantics are unchanged (checked against the interpreter in tests);
+the result passes ``verify_neuro``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.graph import Graph, Node
+from ..ir.neuro import (K_WRITE_RULE, V_WRITE_RULE, HeadSpec, NeuroGraph, Population,
+                        SynapseGroup)
+from ..ir.symbolic import is_sym
+import copy
+
+
+@dataclass
+class Affine:
+    """Σ_i W_i @ pop_i + bias, W_i: [n, size(pop_i)]."""
+
+    n: int
+    terms: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    bias: np.ndarray | None = None
+    selection: bool = False  # every W is 0/1 with at most one 1 per row, no bias
+
+    def scaled(self, c: float) -> Affine:
+        return Affine(self.n, [(p, W * c) for p, W in self.terms],
+                      None if self.bias is None else self.bias * c)
+
+    def rows(self, idx: np.ndarray) -> Affine:
+        return Affine(len(idx), [(p, W[idx]) for p, W in self.terms],
+                      None if self.bias is None else self.bias[idx], self.selection)
+
+
+class Lowerer:
+    def __init__(self, graph: Graph, precision: str):
+        self.t = graph
+        self.ng = NeuroGraph(precision)
+        self.forms: dict[str, Affine] = {}
+        self.pop_of: dict[str, str] = {}  # value -> materialised population
+        self.layer_of: dict[str, int | None] = {}
+        self.n_syn = 0
+        self.offcore: list[dict] = []
+        self.fast_weight_heads = 0
+
+    # -- helpers ------------------------------------------------------------------------------
+    def err(self, node: Node, reason: str, hint: str | None = None) -> CompileError:
+        return CompileError(reason, node=node.onnx_name or node.name, op=node.op, hint=hint)
+
+    def width(self, value: str) -> int:
+        d = self.t.values[value].shape[-1]
+        if is_sym(d):
+            raise CompileError(f"value {value!r} has a dynamic feature axis {d}")
+        return int(d)
+
+    def new_pop(self, name: str, size: int, model: str, layer: int | None, **kw) -> str:
+        base, i = name, 1
+        while name in self.ng.g:
+            name = f"{base}.{i}"
+            i += 1
+        self.ng.add_population(Population(name=name, size=size, model=model, layer=layer, **kw))
+        return name
+
+    def connect(self, pre: str, post: str, W: np.ndarray, role: str = "static", rule=None) -> None:
+        self.n_syn += 1
+        self.ng.add_synapses(SynapseGroup(name=f"s{self.n_syn}:{pre}->{post}", pre=pre, post=post,
+                                          weights=np.asarray(W, np.float64), role=role,
+                                          rule=copy.deepcopy(rule)))
+
+    def materialise_form(self, form: Affine, name: str, model: str, layer: int | None,
+                         **kw) -> str:
+        pop = self.new_pop(name, form.n, model, layer, **kw)
+        merged: dict[str, np.ndarray] = {}
+        for p, W in form.terms:
+            merged[p] = merged[p] + W if p in merged else W
+        for p, W in merged.items():
+            self.connect(p, pop, W)
+        if form.bias is not None and np.any(form.bias != 0):
+            self.ng.pop(pop).bias = np.asarray(form.bias, np.float64)
+        return pop
+
+    def pop_for(self, value: str, layer: int | None = None) -> str:
+        """The population holding ``value`` (materialises a graded neuron if needed)."""
+        if value in self.pop_of:
+            return self.pop_of[value]
+        form = self.forms[value]
+        if len(form.terms) == 1 and form.bias is None:
+            p, W = form.terms[0]
+            if W.shape[0] == W.shape[1] and np.array_equal(W, np.eye(W.shape[0])):
+                self.pop_of[value] = p
+                return p
+        pop = self.materialise_form(form, value, "graded", layer)
+        self.pop_of[value] = pop
+        return pop
+
+    def form_of(self, value: str) -> Affine:
+        if value in self.forms:
+            return self.forms[value]
+        p = self.pop_of[value]
+        n = self.ng.pop(p).size
+        return Affine(n, [(p, np.eye(n))], None, selection=True)
+
+    def set_pop(self, value: str, pop: str) -> None:
+        self.pop_of[value] = pop
+        self.forms[value] = Affine(self.ng.pop(pop).size, [(pop, np.eye(self.ng.pop(pop).size))],
+                                   None, selection=True)
+
+    # -- main -----------------------------------------------------------------------------------
+    def run(self) -> NeuroGraph:
+        g = self.t
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise CompileError("the compiler handles models with exactly one input and one output "
+                               f"(this one has {len(g.inputs)} inputs, {len(g.outputs)} outputs)")
+        x = g.inputs[0]
+        xv = g.values[x]
+        self.consts = {k: v.data for k, v in g.values.items() if v.data is not None}
+        if np.dtype(xv.dtype).kind in "iu":
+            if xv.rank != 2:
+                raise CompileError(f"token-id input {x!r} must be [batch, seq], got {xv.shape}")
+            self.input_kind = "tokens"
+        else:
+            if xv.rank != 3:
+                raise CompileError(f"feature input {x!r} must be [batch, seq, features], got {xv.shape}")
+            self.input_kind = "features"
+            pop = self.new_pop("input", self.width(x), "input", None, placement="host")
+            self.set_pop(x, pop)
+        layer = 0
+        for node in g.topo_nodes():
+            handler = getattr(self, f"op_{node.op}", None)
+            if handler is None:
+                raise self.err(node, f"op {node.op} cannot be lowered to neurons yet",
+                               "the lowering supports Linear, Relu, Add, Sub, Mul/Div by a constant, "
+                               "LayerNorm, RMSNorm, Gather (embeddings) and PlasticAttention")
+            layer = handler(node, layer)
+        out = g.outputs[0]
+        form = self.form_of(out)
+        pop = self.materialise_form(form, "output", "output", None, placement="host")
+        self.ng.g.graph["io"] = {"input": x, "input_kind": self.input_kind, "output": out,
+                                 "output_pop": pop, "vocab": getattr(self, "vocab", None)}
+        self.ng.g.graph["offcore"] = self.offcore
+        return self.ng
+
+    # -- ops -------------------------------------------------------------------------------------
+    def op_Gather(self, node: Node, layer):
+        table, idx = node.inputs
+        if table not in self.consts:
+            raise self.err(node, "Gather from a non-constant table is not supported")
+        T = self.consts[table]
+        if T.ndim != 2:
+            raise self.err(node, "only 2-D embedding tables are supported")
+        if idx == self.t.inputs[0]:
+            self.vocab = T.shape[0]
+            pop = self.new_pop("tokens", T.shape[0], "input", None, placement="host",
+                               attrs={"encoding": "one_hot"})
+            self.forms[node.outputs[0]] = Affine(T.shape[1], [(pop, T.T.copy())])
+            return layer
+        prod = self.t.producer(idx)
+        if prod is not None and prod.op == "Range" and prod.attrs.get("start") == 0 \
+                and prod.attrs.get("delta") == 1:
+            pop = self.new_pop("position", T.shape[0], "input", None, placement="host",
+                               attrs={"encoding": "position"})
+            self.forms[node.outputs[0]] = Affine(T.shape[1], [(pop, T.T.copy())])
+            self.pos_value = node.outputs[0]
+            return layer
+        raise self.err(node, "Gather is supported for token embeddings and positional embeddings "
+                             "indexed by arange(seq) only")
+
+    def op_Range(self, node: Node, layer):
+        return layer  # consumed by the positional-embedding Gather
+
+    def op_Unsqueeze(self, node: Node, layer):
+        # [T, d] positional embedding broadcast over batch
+        src = node.inputs[0]
+        if src in self.forms and self.t.values[node.outputs[0]].shape[-1] == self.t.values[src].shape[-1]:
+            self.forms[node.outputs[0]] = self.forms[src]
+            return layer
+        raise self.err(node, "Unsqueeze is only supported on a positional embedding")
+
+    def op_Linear(self, node: Node, layer):
+        x, W = node.inputs[0], node.inputs[1]
+        b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        if W not in self.consts or (b is not None and b not in self.consts):
+            raise self.err(node, "Linear needs constant weights")
+        Wt = self.consts[W].T.astype(np.float64)  # [out, in]
+        bias = None if b is None else self.consts[b].astype(np.float64)
+        src = self.form_of(x)
+        if src.selection:
+            terms = [(p, Wt @ S) for p, S in src.terms]
+        else:
+            p = self.pop_for(x, layer)
+            terms = [(p, Wt)]
+        self.forms[node.outputs[0]] = Affine(Wt.shape[0], terms, bias)
+        return layer
+
+    def op_Add(self, node: Node, layer):
+        a, b = node.inputs
+        out_n = self.width(node.outputs[0])
+        fa, fb = self._operand(a, out_n), self._operand(b, out_n)
+        bias = _add(fa.bias, fb.bias)
+        self.forms[node.outputs[0]] = Affine(out_n, fa.terms + fb.terms, bias,
+                                             selection=fa.selection and fb.selection and bias is None)
+        return layer
+
+    def op_Sub(self, node: Node, layer):
+        a, b = node.inputs
+        out_n = self.width(node.outputs[0])
+        fa, fb = self._operand(a, out_n), self._operand(b, out_n).scaled(-1.0)
+        self.forms[node.outputs[0]] = Affine(out_n, fa.terms + fb.terms, _add(fa.bias, fb.bias))
+        return layer
+
+    def _operand(self, v: str, n: int) -> Affine:
+        if v in self.consts:
+            c = self.consts[v].astype(np.float64)
+            if c.size not in (1, n) or (c.ndim > 1 and np.prod(c.shape[:-1]) != 1):
+                raise CompileError(f"constant {v!r} of shape {c.shape} cannot be added per token")
+            return Affine(n, [], np.broadcast_to(c.reshape(-1), (n,)).copy())
+        return self.form_of(v)
+
+    def op_Mul(self, node: Node, layer):
+        a, b = node.inputs
+        if b in self.consts and self.consts[b].size == 1:
+            c, v = float(self.consts[b].ravel()[0]), a
+        elif a in self.consts and self.consts[a].size == 1:
+            c, v = float(self.consts[a].ravel()[0]), b
+        else:
+            raise self.err(node, "Mul is only supported by a scalar constant (elementwise products "
+                                 "of two activations have no neuron mapping)")
+        self.forms[node.outputs[0]] = self.form_of(v).scaled(c)
+        return layer
+
+    def op_Div(self, node: Node, layer):
+        a, b = node.inputs
+        if b in self.consts and self.consts[b].size == 1:
+            self.forms[node.outputs[0]] = self.form_of(a).scaled(1.0 / float(self.consts[b].ravel()[0]))
+            return layer
+        raise self.err(node, "Div is only supported by a scalar constant here")
+
+    def op_Identity(self, node: Node, layer):
+        self.forms[node.outputs[0]] = self.form_of(node.inputs[0])
+        if node.inputs[0] in self.pop_of:
+            self.pop_of[node.outputs[0]] = self.pop_of[node.inputs[0]]
+        return layer
+
+    def op_Relu(self, node: Node, layer):
+        form = self.form_of(node.inputs[0])
+        pop = self.materialise_form(form, node.outputs[0], "graded_relu", layer)
+        self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def _norm(self, node: Node, layer, kind: str):
+        form = self.form_of(node.inputs[0])
+        gamma = self.consts.get(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+        beta = self.consts.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        n = form.n
+        attrs = {"kind": kind, "eps": float(node.attrs.get("epsilon", 1e-5)),
+                 "gamma": np.ones(n) if gamma is None else np.asarray(gamma, np.float64).reshape(n),
+                 "beta": np.zeros(n) if beta is None else np.asarray(beta, np.float64).reshape(n)}
+        pop = self.materialise_form(form, node.outputs[0], "norm", layer, placement="embedded",
+                                    attrs=attrs)
+        self.offcore.append({"population": pop, "op": kind, "placement": "embedded",
+                             "why": "mean/variance and 1/sqrt need a reduction across neurons"})
+        self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def op_LayerNorm(self, node, layer):
+        return self._norm(node, layer, "layernorm")
+
+    def op_RMSNorm(self, node, layer):
+        return self._norm(node, layer, "rmsnorm")
+
+    def op_PlasticAttention(self, node: Node, layer):
+        a = node.attrs
+        H, dk, dv = int(a["heads"]), int(a["d_k"]), int(a["d_v"])
+        L = int(a.get("layer", layer))
+        lowering = a.get("lowering", "auto")
+        if lowering == "auto":
+            lowering = "kv_slot"
+        if lowering == "fast_weight":
+            if a["f"] != "identity" or a.get("normalisation", "none") != "none":
+                raise self.err(node, "fast_weight lowering needs linear attention (f = identity, "
+                                     "no normalisation)", "use lowering='kv_slot'")
+            if self.ng.precision == "fixed":
+                raise self.err(node, "fast_weight lowering is exact only in float mode "
+                                     "(9-bit weights accumulate v·kᵀ)", "use lowering='kv_slot'")
+        q, k, v = (self.form_of(i) for i in node.inputs)
+        outs = []
+        for h in range(H):
+            sk = np.arange(h * dk, (h + 1) * dk)
+            sv = np.arange(h * dv, (h + 1) * dv)
+            tag = f"L{L}.h{h}"
+            kp = self.materialise_form(k.rows(sk), f"{tag}.k", "graded", L)
+            qp = self.materialise_form(q.rows(sk), f"{tag}.q", "graded", L)
+            vp = self.materialise_form(v.rows(sv), f"{tag}.v", "graded", L)
+            T = int(a["T_max"])
+            slots = self.new_pop(f"{tag}.slots", T, "slot", L, attrs={"f": a["f"]})
+            norm = a.get("normalisation", "none")
+            out = self.new_pop(f"{tag}.out", dv, "divide" if norm == "rowsum" else "graded", L,
+                               placement="embedded" if norm == "rowsum" else "neurocore")
+            if norm == "rowsum":
+                self.offcore.append({"population": out, "op": "divide", "placement": "embedded",
+                                     "why": "attention normalisation by the row sum is a division"})
+            self.connect(qp, slots, np.zeros((T, dk)), role="k", rule=K_WRITE_RULE)
+            self.connect(slots, out, np.zeros((dv, T)), role="v", rule=V_WRITE_RULE)
+            self.ng.heads.append(HeadSpec(
+                layer=L, head=h, k=kp, q=qp, v=vp, slots=slots, out=out,
+                k_syn=f"s{self.n_syn - 1}:{qp}->{slots}", v_syn=f"s{self.n_syn}:{slots}->{out}",
+                f=a["f"], scale=float(a.get("scale", 1.0)), t_max=T, normalise=norm,
+                eps=float(a.get("eps", 0.0)), lowering=lowering))
+            if lowering == "fast_weight":
+                self.fast_weight_heads += 1
+            outs.append(out)
+        # merged heads: a pure selection form over the head outputs
+        terms = []
+        for h, out in enumerate(outs):
+            E = np.zeros((H * dv, dv))
+            E[h * dv:(h + 1) * dv] = np.eye(dv)
+            terms.append((out, E))
+        self.forms[node.outputs[0]] = Affine(H * dv, terms, None, selection=True)
+        return L + 1
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def lower(graph: Graph, precision: str = "float") -> NeuroGraph:
+    return Lowerer(graph, precision).run()

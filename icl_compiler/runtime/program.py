@@ -1,0 +1,155 @@
+"""A compiled program: the neuromorphic graph, its I/O contract and its report."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.neuro import NeuroGraph, verify_neuro
+
+FORMAT = "icl-program/1"
+PROGRAM_FILES = ("program.json", "weights.npz")
+
+
+class Program:
+    def __init__(self, ng: NeuroGraph, report: dict):
+        self.ng = ng
+        self.report = report
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        return self.ng.precision
+
+    @property
+    def io(self) -> dict:
+        return self.ng.g.graph["io"]
+
+    @property
+    def t_max(self) -> int | None:
+        caps = [h.t_max for h in self.ng.heads]
+        return min(caps) if caps else None
+
+    # -- running --------------------------------------------------------------------------------
+    def check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        kind = self.io["input_kind"]
+        if kind == "tokens":
+            if x.ndim != 2 or x.dtype.kind not in "iu":
+                raise ValueError(f"expected token ids shaped [batch, seq] (integers), got "
+                                 f"{x.dtype}{list(x.shape)}")
+            vocab = self.io.get("vocab")
+            if vocab is not None and x.size and (x.min() < 0 or x.max() >= vocab):
+                raise ValueError(f"token ids must lie in [0, {vocab}), got [{x.min()}, {x.max()}]")
+        else:
+            n = self.ng.pop("input").size
+            if x.ndim != 3 or x.shape[-1] != n:
+                raise ValueError(f"expected features shaped [batch, seq, {n}], got {list(x.shape)}")
+            if not np.all(np.isfinite(x)):
+                raise ValueError("input contains NaN or inf")
+        if x.shape[1] == 0:
+            raise ValueError("empty sequence")
+        if self.t_max is not None and x.shape[1] > self.t_max:
+            raise ValueError(
+                f"sequence length {x.shape[1]} exceeds the program's context capacity T_max = "
+                f"{self.t_max}; recompile with a larger max_context (--max-context N)")
+        return x
+
+    def run(self, x, backend: str = "numpy", *, return_payload: bool = False, **kw) -> np.ndarray:
+        """Run a batch of sequences; each starts with fresh plastic state.
+
+        Returns the output shaped like the ONNX output ([batch, seq, n]), dequantised to float.
+        ``return_payload=True`` returns the raw integer payloads in fixed mode.
+        """
+        x = self.check_input(x)
+        if backend == "numpy":
+            from ..backends.numpy.emulator import Emulator
+
+            emu = Emulator(self.ng)
+            y, stats = emu.run(x)
+            self.last_stats = stats
+            self.last_state = emu.last_state
+            return y if return_payload else emu.dequantise(y)
+        if backend == "lava":
+            from ..backends.lava import run_program
+
+            y, extra = run_program(self, x, **kw)
+            self.last_lava = extra
+            if return_payload:
+                return y
+            from ..backends.numpy.emulator import Emulator
+
+            return Emulator(self.ng).dequantise(y)
+        raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike, *, force: bool = False,
+             extra_files: dict[str, bytes] | None = None) -> Path:
+        """Write the program atomically: build in a temp dir next to the target, then rename."""
+        target = Path(directory)
+        if target.exists():
+            if not target.is_dir():
+                raise CompileError(f"output path {target} exists and is not a directory")
+            contents = set(os.listdir(target))
+            is_program = "program.json" in contents
+            if contents and not is_program and not force:
+                raise CompileError(f"output directory {target} is not empty and holds no previous "
+                                   "program; choose another directory or pass --force")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            desc, arrays = self.ng.to_dict()
+            doc = {"format": FORMAT, "neuro": desc, "io": self.io,
+                   "offcore": self.ng.g.graph.get("offcore", []), "report": self.report}
+            (tmp / "program.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+            np.savez_compressed(tmp / "weights.npz", **arrays)
+            (tmp / "report.json").write_text(json.dumps(self.report, indent=1, default=_json_default))
+            for name, data in (extra_files or {}).items():
+                (tmp / name).write_bytes(data)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                os.rename(target, old / "x")
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load(directory: str | os.PathLike) -> Program:
+    d = Path(directory)
+    try:
+        doc = json.loads((d / "program.json").read_text())
+    except FileNotFoundError:
+        raise CompileError(f"{d} holds no program (program.json missing)") from None
+    except json.JSONDecodeError as e:
+        raise CompileError(f"{d}/program.json is corrupt: {e}") from None
+    if doc.get("format") != FORMAT:
+        raise CompileError(f"{d}: unknown program format {doc.get('format')!r}")
+    with np.load(d / "weights.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    ng = NeuroGraph.from_dict(doc["neuro"], arrays)
+    ng.g.graph["io"] = doc["io"]
+    ng.g.graph["offcore"] = doc.get("offcore", [])
+    verify_neuro(ng)
+    return Program(ng, doc["report"])

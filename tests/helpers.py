@@ -1,0 +1,62 @@
+"""Shared test helpers: fixture discovery and small hand-built graphs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from icl_compiler.ir.graph import Graph
+from icl_compiler.ir.symbolic import sym
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def manifest() -> list[dict]:
+    return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+def fixture_names(softmax: bool | None = False) -> list[str]:
+    return [m["name"] for m in manifest() if softmax is None or m["softmax"] == softmax]
+
+
+def fixture(name: str) -> tuple[Path, np.ndarray, dict]:
+    meta = next(m for m in manifest() if m["name"] == name)
+    return FIXTURES / meta["file"], np.load(FIXTURES / f"{name}.input.npy"), meta
+
+
+def attention_graph(rng: np.random.Generator, *, feat=6, heads=2, dk=4, dv=4, f="relu",
+                    norm="none", t_max=10, out=5, residual=True, lowering="auto") -> Graph:
+    """x → q,k,v Linears → PlasticAttention → Linear (+ residual) → Relu → Linear → y."""
+    g = Graph("attn")
+    B, T = sym("batch"), sym("seq")
+    d = heads * dk
+    g.add_value("x", (B, T, feat), "float32")
+    g.inputs = ["x"]
+
+    def const(a, base):
+        return g.add_const(np.asarray(a, np.float32), base).name
+
+    def linear(x, n_in, n_out, name, bias=True):
+        w = const(rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)), name + "_w")
+        ins = [x, w] + ([const(rng.normal(0, 0.1, n_out), name + "_b")] if bias else [])
+        g.add_value(name, (B, T, n_out), "float32")
+        g.add_node("Linear", ins, [name])
+        return name
+
+    q, k, v = (linear("x", feat, d if n != "v" else heads * dv, n) for n in "qkv")
+    g.add_value("att", (B, T, heads * dv), "float32")
+    g.add_node("PlasticAttention", [q, k, v], ["att"],
+               dict(heads=heads, d_k=dk, d_v=dv, f=f, scale=0.5, normalisation=norm,
+                    eps=1e-3 if norm == "rowsum" else 0.0, T_max=t_max, lowering=lowering,
+                    layer=0))
+    o = linear("att", heads * dv, feat, "o")
+    if residual:
+        g.add_value("res", (B, T, feat), "float32")
+        g.add_node("Add", [o, "x"], ["res"])
+        o = "res"
+    g.add_value("h", (B, T, feat), "float32")
+    g.add_node("Relu", [o], ["h"])
+    y = linear("h", feat, out, "y")
+    g.outputs = [y]
+    return g
