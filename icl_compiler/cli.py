@@ -1,0 +1,222 @@
+"""icl-compile: compile an ONNX transformer into a Loihi 2 program with plastic attention.
+
+Exit codes: 0 ok, 2 usage, 3 the model cannot be compiled, 4 verification failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CompileError
+
+EXIT_OK, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 2, 3, 4
+TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
+
+EPILOG = """\
+examples:
+  icl-compile model.onnx -o out                      float program + out/report.json
+  icl-compile model.onnx --precision fixed --calibrate x.npy --run x.npy --verify
+  icl-compile model.onnx --dump-ir attention         print the IR after a pass
+
+exit codes: 0 ok, 2 usage error, 3 the model cannot be compiled, 4 verification failed.
+Inputs (.npy) are shaped like the ONNX input: token ids [batch, seq] or features
+[batch, seq, F].  The program runs each sequence token by token with fresh plastic state.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line + exit 2, no traceback
+        self.print_usage(sys.stderr)
+        print(f"icl-compile: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="icl-compile", description=__doc__.splitlines()[0], epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="the ONNX model (external data must sit in its folder)")
+    p.add_argument("-o", "--out", default="out", help="output directory (default: ./out); "
+                   "written atomically, holds report.json and the program")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty output directory that holds no previous program")
+    p.add_argument("--precision", choices=("float", "fixed"), default="float",
+                   help="float: exact (float64); fixed: Loihi 2 integers (default: float)")
+    p.add_argument("--backend", choices=("numpy", "lava"), default="numpy",
+                   help="backend for --run and --verify (default: numpy)")
+    p.add_argument("--calibrate", metavar="X.npy",
+                   help="inputs used to size fixed-point payloads (default: weight statistics)")
+    p.add_argument("--run", metavar="X.npy", help="run the program on X and write OUT/output.npy")
+    p.add_argument("--verify", action="store_true",
+                   help="compare with onnxruntime (on --run data, else calibration data, else "
+                        "random inputs); exit 4 above tolerance "
+                        f"(float {TOLERANCE['float']:g}, fixed {TOLERANCE['fixed']:g} relative)")
+    p.add_argument("--max-context", type=int, metavar="N",
+                   help="context capacity T_max (needed when the sequence axis is dynamic)")
+    p.add_argument("--lowering", choices=("auto", "kv_slot", "fast_weight"), default="auto",
+                   help="attention lowering (auto picks kv_slot; fast_weight is float-only)")
+    p.add_argument("--target", choices=("loihi2",), default="loihi2", help="hardware target")
+    p.add_argument("--system", choices=("oheo-gulch", "kapoho-point", "hala-point"),
+                   help="Loihi 2 system (sets the chip count)")
+    p.add_argument("--chips", type=int, metavar="N", help="number of chips available")
+    p.add_argument("--cores-per-chip", type=int, metavar="N", help="override neuro cores per chip")
+    p.add_argument("--strict", action="store_true",
+                   help="fixed mode: any saturation on the calibration data is an error")
+    p.add_argument("--dump-ir", metavar="PASS", help="print the IR after pass PASS")
+    p.add_argument("--verify-ir", action="store_true", help="run the IR verifier after every pass")
+    p.add_argument("--report", action="store_true", help="print report.json to stdout")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds before a Lava run is stopped (default: 600)")
+    return p
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise _Usage(f"{what} file {path} does not exist") from None
+    except Exception as e:  # noqa: BLE001
+        raise _Usage(f"{what} file {path} is not a readable .npy array ({type(e).__name__})") from None
+    if not isinstance(arr, np.ndarray):
+        raise _Usage(f"{what} file {path} holds several arrays; give one .npy array")
+    return arr
+
+
+class _Usage(Exception):
+    pass
+
+
+def _target(args) -> dict | None:
+    t = {k: v for k, v in (("system", args.system), ("chips", args.chips),
+                           ("cores_per_chip", args.cores_per_chip)) if v is not None}
+    return t or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except _Usage as e:
+        print(f"icl-compile: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except CompileError as e:
+        print(f"icl-compile: cannot compile {args.model}: {e}", file=sys.stderr)
+        return EXIT_COMPILE
+    except KeyboardInterrupt:
+        print("icl-compile: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
+    from . import compile as icl_compile
+    from .runtime.report import format_report
+
+    for name in ("max_context", "chips", "cores_per_chip"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise _Usage(f"--{name.replace('_', '-')} must be a positive integer")
+    calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else None
+    xrun = _load_npy(args.run, "--run") if args.run else None
+    if args.precision == "float" and calib is not None:
+        print("note: --calibrate only matters with --precision fixed", file=sys.stderr)
+    try:
+        prog = icl_compile(args.model, precision=args.precision, calibration=calib,
+                           max_context=args.max_context, lowering=args.lowering,
+                           verify_ir=args.verify_ir, dump_after=args.dump_ir,
+                           dump=lambda text: print(text), strict=args.strict,
+                           target=_target(args))
+    except ValueError as e:
+        raise _Usage(str(e)) from None
+    extra: dict[str, bytes] = {}
+    outputs = None
+    if xrun is not None:
+        outputs = _run(prog, xrun, args)
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, outputs.astype(np.float32))
+        extra["output.npy"] = buf.getvalue()
+    verdict = None
+    if args.verify:
+        verdict = _verify(prog, args, xrun, calib, outputs)
+        prog.report["verification"] = verdict
+    svg = _picture(prog)
+    if svg:
+        extra["partition.svg"] = svg
+    out = prog.save(args.out, force=args.force, extra_files=extra)
+    print(format_report(prog.report))
+    print(f"\nwrote {out}/report.json, {out}/program.json, {out}/weights.npz"
+          + (f", {out}/output.npy" if xrun is not None else "")
+          + (f", {out}/partition.svg" if svg else ""))
+    if args.report:
+        print(json.dumps(prog.report, indent=1, default=str))
+    if verdict is not None and not verdict["ok"]:
+        print(f"icl-compile: verification failed: relative error {verdict['rel_err']:.3g} > "
+              f"tolerance {verdict['tolerance']:g}", file=sys.stderr)
+        return EXIT_VERIFY
+    return EXIT_OK
+
+
+def _run(prog, x, args) -> np.ndarray:
+    try:
+        x = prog.check_input(x)
+    except ValueError as e:
+        raise _Usage(f"--run input: {e}") from None
+    kw = {"timeout": args.timeout} if args.backend == "lava" else {}
+    return prog.run(x, backend=args.backend, **kw)
+
+
+def _verify(prog, args, xrun, calib, outputs) -> dict:
+    import onnxruntime as ort
+
+    from .runtime.reference import random_inputs
+
+    if xrun is not None:
+        x, source = xrun, "--run data"
+    elif calib is not None:
+        x, source = calib, "calibration data"
+    else:
+        x, source = random_inputs(prog, batch=2), "random inputs"
+    try:
+        x = prog.check_input(x)
+    except ValueError as e:
+        raise _Usage(f"verification input: {e}") from None
+    sess = ort.InferenceSession(str(Path(args.model)), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    ref = sess.run(None, {name: x.astype(np.int64 if x.dtype.kind in "iu" else np.float32)})[0]
+    y = outputs if outputs is not None else _run(prog, x, args)
+    scale = float(np.max(np.abs(ref))) or 1.0
+    err = np.abs(y - ref)
+    rel = float(err.max() / scale)
+    tol = TOLERANCE[prog.precision]
+    rows = []
+    for t in range(x.shape[1]):
+        rows.append({"position": t, "max_abs_err": float(err[:, t].max()),
+                     "rel_err": float(err[:, t].max() / scale)})
+    table = "\n".join(f"  pos {r['position']:3d}  max|err| {r['max_abs_err']:.3e}  rel {r['rel_err']:.3e}"
+                      for r in rows)
+    print(f"verification against onnxruntime on {source} ({x.shape[0]} sequences, "
+          f"{x.shape[1]} tokens, backend {args.backend}):\n{table}\n"
+          f"  overall relative error {rel:.3e} (tolerance {tol:g}) -> {'ok' if rel <= tol else 'FAILED'}")
+    return {"source": source, "backend": args.backend, "rel_err": rel, "max_abs_err": float(err.max()),
+            "tolerance": tol, "ok": rel <= tol, "per_position": rows}
+
+
+def _picture(prog) -> bytes | None:
+    try:
+        from .passes.partition import write_partition_picture
+    except ImportError:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "partition.svg"
+        write_partition_picture(prog.report["resources"], p)
+        return p.read_bytes()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

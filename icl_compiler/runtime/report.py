@@ -1,0 +1,39 @@
+"""Human-readable rendering of report.json."""
+from __future__ import annotations
+
+
+def format_report(r: dict) -> str:
+    lines = []
+    m = r["model"]
+    ios = lambda vs: ", ".join(f"{v['name']} {v['dtype']}{v['shape']}" for v in vs)  # noqa: E731
+    lines.append(f"model      inputs: {ios(m['inputs'])}   outputs: {ios(m['outputs'])}")
+    lines.append(f"precision  {r['precision']}")
+    lines.append("passes")
+    for p in r["passes"]:
+        lines.append(f"  {p['name']:<22} {p['seconds'] * 1000:8.1f} ms  {p['summary']}")
+    lines.append("attention (one row per head)")
+    for h in r["attention"]:
+        lines.append(f"  layer {h['layer']} head {h['head']}: f={h['f']} scale={h['scale']:.4g} "
+                     f"norm={h['normalisation']} T_max={h['T_max']} lowering={h['lowering']}")
+    res = r["resources"]
+    try:
+        from ..passes.partition import format_resources
+
+        lines.append(format_resources(res))
+    except ImportError:
+        lines.append(f"resources  {res['neurons']} neurons, {res['synapses']} synapses, "
+                     f"{res['synapse_bits']} synapse bits, {res['cores_used']} cores "
+                     f"(lower bound {res['cores_lower_bound']}), {res['chips_used']} chip(s)")
+    s = r["schedule"]
+    lines.append(f"schedule   {s['steps_per_token']} algorithmic steps per token, pipeline depth "
+                 f"{s['pipeline_depth']} steps")
+    o = r["ops"]
+    lines.append(f"per token  {o['synaptic_ops_per_token']:g} synaptic ops, "
+                 f"{o['learning_updates_per_token']:g} learning updates, "
+                 f"{o['spikes_per_token']:g} spikes ({o['measured_on']})")
+    if r.get("offcore"):
+        lines.append("off-core   " + ", ".join(f"{x['op']}@{x['placement']}" for x in r["offcore"]))
+    q = r.get("quantisation")
+    if q:
+        lines.append(f"fixed point {q['summary']}")
+    return "\n".join(lines)
