@@ -41,6 +41,11 @@ class Emulator:
         for name in self.order:
             self.static_in[name] = [s for s in ng.incoming(name) if s.role == "static"]
         self.dtype = np.int64 if self.fixed else np.float64
+        self.record: dict[str, float] | None = None  # calibration: max |value| per probe
+
+    def _rec(self, key: str, arr: np.ndarray) -> None:
+        if self.record is not None and arr.size:
+            self.record[key] = max(self.record.get(key, 0.0), float(np.max(np.abs(arr))))
 
     # -- state ------------------------------------------------------------------------------
     def fresh_state(self, batch: int) -> dict[str, np.ndarray]:
@@ -60,9 +65,11 @@ class Emulator:
             pop = ng.pop(name)
             if pop.model == "input":
                 vals[name] = self.input_payload(pop, x_t, t, B)
+                self._rec(name, vals[name])
                 continue
             if name in self.heads_by_out:
                 vals[name] = self.head(self.heads_by_out[name], vals, t, state, stats)
+                self._rec(name, vals[name])
                 continue
             if name in self.head_pops:
                 continue  # slots are evaluated inside their head
@@ -71,8 +78,10 @@ class Emulator:
                 cur += rules.dense(ng, s, vals[s.pre], stats)
             if pop.bias is not None:
                 cur += pop.bias.astype(self.dtype)
+            self._rec(name + ":current", cur)
             vals[name] = rules.neuron(ng, pop, cur, stats)
             stats.spikes += int(np.count_nonzero(vals[name]))
+            self._rec(name, vals[name])
         return vals[self.io["output_pop"]]
 
     def input_payload(self, pop, x_t, t, B) -> np.ndarray:
@@ -101,8 +110,13 @@ class Emulator:
         K, V = state[h.k_syn], state[h.v_syn]
         state[h.k_syn] = K = rules.k_write(ng, h, K, vals[h.k], t, stats)
         state[h.v_syn] = V = rules.v_write(ng, h, V, vals[h.v], t, stats)
-        a = rules.slots(ng, h, rules.k_read(ng, h, K, vals[h.q], stats), stats)
+        scores = rules.k_read(ng, h, K, vals[h.q], stats)
+        a = rules.slots(ng, h, scores, stats)
         vals[h.slots] = a
+        self._rec(h.slots + ":score", scores * h.scale if not self.fixed else scores)
+        self._rec(h.slots, a)
+        if self.record is not None and not self.fixed:
+            self._rec(h.out + ":acc", np.einsum("bvt,bt->bv", V, a))
         return rules.v_read(ng, h, V, a, stats)
 
     # -- whole batch -------------------------------------------------------------------------------

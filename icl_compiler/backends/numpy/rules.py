@@ -139,13 +139,18 @@ def k_read(ng, h: HeadSpec, K, q, stats):
 def slots(ng, h: HeadSpec, scores, stats):
     if not _fixed(ng):
         return F_FUNCS[h.f](scores * h.scale)
-    from . import fixed
-
-    pop = ng.pop(h.slots)
-    a, sat = fixed.slot(scores, h.f, pop.attrs["q"])
-    stats.saturate(f"slots:{h.slots}", sat)
-    stats.spikes += int(np.count_nonzero(a))
-    return a
+    q = ng.pop(h.slots).attrs["q"]
+    s = np.right_shift(scores, q["r"])  # arithmetic shift = floor
+    if h.f == "identity":
+        a = s
+    elif h.f == "relu":
+        a = np.maximum(s, 0)
+    else:  # relu2: square on the neuron, then shift back
+        a = np.right_shift(np.maximum(s, 0) ** 2, q["r2"])
+    clipped = np.clip(a, -PAYLOAD_MAX - 1, PAYLOAD_MAX)
+    stats.saturate(f"slots:{h.slots}", np.count_nonzero(clipped != a))
+    stats.spikes += int(np.count_nonzero(clipped))
+    return clipped
 
 
 def v_read(ng, h: HeadSpec, V, a, stats):
@@ -158,4 +163,13 @@ def v_read(ng, h: HeadSpec, V, a, stats):
     from . import fixed
 
     pop = ng.pop(h.out)
-    return fixed.v_read_out(V, a, pop.attrs["q"], h.normalise, h.eps)
+    q = pop.attrs["q"]
+    acc = fixed.v_read(V, a)
+    if h.normalise == "rowsum":  # embedded core: real division, rounded to the output scale
+        real = acc * (q["s_v"] * q["s_a"]) / (a.sum(-1, keepdims=True) * q["s_a"] + h.eps)
+        out = np.round(real / pop.scale).astype(np.int64)
+    else:
+        out = np.right_shift(acc, -q["e_v"])
+    clipped = np.clip(out, -PAYLOAD_MAX - 1, PAYLOAD_MAX)
+    stats.saturate(f"payload:{h.out}", np.count_nonzero(clipped != out))
+    return clipped

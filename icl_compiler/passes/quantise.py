@@ -1,0 +1,220 @@
+"""Quantisation: float neuromorphic graph → Loihi 2 fixed point (DESIGN §5).
+
+Matches: a float :class:`NeuroGraph` (output of the lowering).
+Produces: a copy with ``precision="fixed"`` where
+  * every population has a payload ``scale`` (real value = integer payload × scale), sized from
+    calibration so that its largest calibrated magnitude uses ``ACT_BITS`` bits (16-bit graded
+    activations cost no measurable accuracy in the few-shot study; payloads travel in 24 bits,
+    so there are 8 bits of headroom before saturation);
+  * every static synapse group has int8 mantissas ``m`` and an exponent ``e`` with
+    ``m·2^e ≈ W·scale_pre/scale_post`` (per matrix; the mantissa keeps 8 bits even after Lava
+    doubles it and drops the lowest bit, see backends/numpy/fixed.py);
+  * biases are integers in the post population's units;
+  * attention: k and v payloads use the 8-bit plastic range (k ∈ [−127, 127] for the sign-split
+    K write, v ∈ [−127, 127] for the third-factor V write), q uses 8 bits so scores stay well
+    inside the 24-bit accumulator; slot neurons right-shift scores by ``r`` before f (and by
+    ``r2`` after squaring for relu2); the V read right-shifts by ``-e_v``.  All these scales are
+    folded into the read path (the next Dense's mantissas), never applied as multiplications.
+Calibration: the float emulator is run on the calibration inputs and records max |value| per
+population and per head internal (scores, slot outputs, V accumulations).  Without calibration
+data: ``DEFAULT_CALIBRATION`` random sequences of T_max tokens — token ids uniform over the
+vocabulary, or features uniform in ``DEFAULT_FEATURE_RANGE`` (documented default input range).
+Invariants: the graph structure is unchanged; ``verify_neuro`` holds (int8 mantissas).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.neuro import NeuroGraph
+
+ACT_BITS = 15  # magnitude bits of a graded activation payload (16-bit signed)
+ACT_MAX = 2**ACT_BITS - 1
+KV_MAX = 127  # plastic K/V range (DESIGN §4)
+Q_MAX = 127
+A_MAX = 2**11 - 1  # slot outputs: keeps Σ_t V·a within the 24-bit accumulator for T ≲ 32
+ONE_HOT = 127  # payload of a one-hot token / position spike
+MANT_MAX = 127
+DEFAULT_CALIBRATION = 16
+DEFAULT_FEATURE_RANGE = (0.0, 1.0)
+
+
+def _exp_for(maxabs: float, limit: int) -> int:
+    """Smallest e with maxabs / 2^e ≤ limit."""
+    if maxabs <= 0:
+        return 0
+    return int(math.ceil(math.log2(maxabs / limit)))
+
+
+def quantise_matrix(M: np.ndarray) -> tuple[np.ndarray, int]:
+    """int8 mantissas and exponent: m·2^e ≈ M, |m| ≤ 127."""
+    e = _exp_for(float(np.max(np.abs(M))) if M.size else 0.0, MANT_MAX)
+    m = np.clip(np.round(M / 2.0**e), -MANT_MAX, MANT_MAX).astype(np.int8)
+    return m, e
+
+
+def calibrate(ng: NeuroGraph, x: np.ndarray) -> dict[str, float]:
+    from ..backends.numpy.emulator import Emulator
+
+    emu = Emulator(ng)
+    emu.record = {}
+    emu.run(x)
+    return emu.record
+
+
+def default_calibration(ng: NeuroGraph, n: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    io = ng.g.graph["io"]
+    T = min(h.t_max for h in ng.heads) if ng.heads else 16
+    if io["input_kind"] == "tokens":
+        return rng.integers(0, io["vocab"], size=(n, T))
+    lo, hi = DEFAULT_FEATURE_RANGE
+    return rng.uniform(lo, hi, size=(n, T, ng.pop("input").size))
+
+
+def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
+             strict: bool = False) -> tuple[NeuroGraph, dict]:
+    if ng.precision != "float":
+        raise ValueError("quantise expects the float graph")
+    source = "calibration data"
+    if calibration is None:
+        calibration = default_calibration(ng)
+        source = (f"default: {len(calibration)} random sequences "
+                  + ("of token ids" if ng.g.graph["io"]["input_kind"] == "tokens"
+                     else f"with features uniform in {list(DEFAULT_FEATURE_RANGE)}"))
+    _check_calibration(ng, calibration)
+    fq = copy.deepcopy(ng)
+    for h in fq.heads:  # a negative score scale is folded into the query weights
+        if h.scale < 0:
+            qpop = fq.pop(h.q)
+            for s in fq.incoming(h.q):
+                s.weights = -s.weights
+            if qpop.bias is not None:
+                qpop.bias = -qpop.bias
+            h.scale = -h.scale
+    rec = calibrate(fq, np.asarray(calibration))
+    for name, v in rec.items():
+        if not np.isfinite(v):
+            raise CompileError(f"calibration produced a non-finite value in {name}; check the "
+                               "weights and the calibration data")
+    q = copy.deepcopy(fq)
+    q.g.graph["precision"] = "fixed"
+
+    def mx(key: str) -> float:
+        return max(rec.get(key, 0.0), 1e-12)
+
+    head_pops = {h.k: KV_MAX for h in q.heads} | {h.v: KV_MAX for h in q.heads} | {
+        h.q: Q_MAX for h in q.heads}
+    outs = {h.out: h for h in q.heads}
+    # 1. population scales
+    for p in q.populations():
+        p.attrs = dict(p.attrs)
+        if p.model == "input":
+            if p.attrs.get("encoding") in ("one_hot", "position"):
+                p.scale = 1.0 / ONE_HOT
+                p.attrs["q"] = {"one": ONE_HOT}
+            else:
+                p.scale = mx(p.name) / ACT_MAX
+            continue
+        if p.model == "slot" or p.name in outs:
+            continue  # set with the head below
+        limit = head_pops.get(p.name, ACT_MAX)
+        p.scale = mx(p.name) / limit
+        if p.model == "norm":
+            p.attrs["q"] = {"in_scale": mx(p.name + ":current") / ACT_MAX}
+    # 2. heads: slot shift, V-read exponent, output scale
+    head_params = []
+    for h in q.heads:
+        sk, sq, sv = q.pop(h.k).scale, q.pop(h.q).scale, q.pop(h.v).scale
+        c = h.scale * sk * sq  # real score per integer score unit
+        score_int = mx(h.slots + ":score") / c
+        r2 = 0
+        if h.f == "relu2":
+            r = max(0, _exp_for(score_int, int(math.isqrt(A_MAX * 64))))
+            a1 = score_int / 2**r
+            r2 = max(0, _exp_for(a1 * a1, A_MAX))
+            sa = (c * 2**r) ** 2 * 2**r2
+        else:
+            r = max(0, _exp_for(score_int, A_MAX))
+            sa = c * 2**r
+        slots = q.pop(h.slots)
+        slots.scale = sa
+        slots.attrs["q"] = {"r": r, "r2": r2}
+        acc_int = mx(h.out + ":acc") / (sv * sa)
+        e_v = -max(0, _exp_for(acc_int, ACT_MAX))
+        out = q.pop(h.out)
+        if h.normalise == "rowsum":
+            out.scale = mx(h.out) / ACT_MAX
+        else:
+            out.scale = sv * sa * 2.0**(-e_v)
+        out.attrs["q"] = {"e_v": e_v, "s_v": sv, "s_a": sa}
+        head_params.append({"layer": h.layer, "head": h.head, "k_scale": sk, "q_scale": sq,
+                            "v_scale": sv, "slot_shift": r, "slot_shift2": r2, "v_read_exp": e_v})
+    # 3. synapses and biases
+    mats = []
+    for s in q.synapses():
+        if s.plastic:
+            s.weights = np.zeros(s.weights.shape, np.int64)
+            continue
+        pre, post = q.pop(s.pre), q.pop(s.post)
+        tgt = post.attrs.get("q", {}).get("in_scale", post.scale)
+        M = s.weights * (pre.scale / tgt)
+        s.weights, s.exp = quantise_matrix(M)
+        err = float(np.max(np.abs(s.weights * 2.0**s.exp - M))) / max(float(np.max(np.abs(M))), 1e-30)
+        mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 5)})
+    for p in q.populations():
+        if p.bias is not None:
+            tgt = p.attrs.get("q", {}).get("in_scale", p.scale)
+            p.bias = np.round(np.asarray(p.bias) / tgt).astype(np.int64)
+    # 4. measure saturation on the calibration data in fixed point
+    from ..backends.numpy.emulator import Emulator
+
+    emu = Emulator(q)
+    _, stats = emu.run(np.asarray(calibration))
+    sat = dict(stats.saturations)
+    if strict and sat:
+        worst = max(sat, key=sat.get)
+        raise CompileError(f"--strict: {sum(sat.values())} saturation events on the calibration "
+                           f"data (most in {worst}: {sat[worst]})",
+                           hint="give calibration data that covers the real input range, or "
+                                "drop --strict to accept clipping")
+    report = {
+        "calibration": source,
+        "activation_bits": ACT_BITS + 1,
+        "weight_bits": 8,
+        "kv_range": [-KV_MAX, KV_MAX],
+        "populations": {p.name: p.scale for p in q.populations()},
+        "matrices": mats,
+        "heads": head_params,
+        "saturations": sat,
+        "saturation_events": int(sum(sat.values())),
+        "summary": (f"{len(mats)} matrices int8 (worst mantissa rel. error "
+                    f"{max((m['max_rel_err'] for m in mats), default=0):.3g}), "
+                    f"{len(q.heads)} plastic heads, {sum(sat.values())} saturation events on "
+                    f"{source.split(':')[0]}"),
+    }
+    return q, report
+
+
+def _check_calibration(ng: NeuroGraph, x: np.ndarray) -> None:
+    io = ng.g.graph["io"]
+    x = np.asarray(x)
+    if io["input_kind"] == "tokens":
+        if x.ndim != 2 or x.dtype.kind not in "iu":
+            raise CompileError(f"calibration data must be token ids [batch, seq], got {x.dtype}{list(x.shape)}")
+        if x.size and (x.min() < 0 or x.max() >= io["vocab"]):
+            raise CompileError(f"calibration token ids must lie in [0, {io['vocab']})")
+    else:
+        n = ng.pop("input").size
+        if x.ndim != 3 or x.shape[-1] != n:
+            raise CompileError(f"calibration data must be [batch, seq, {n}], got {list(x.shape)}")
+        if not np.all(np.isfinite(x)):
+            raise CompileError("calibration data contains NaN or inf")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise CompileError("calibration data is empty")
+    cap = min((h.t_max for h in ng.heads), default=None)
+    if cap is not None and x.shape[1] > cap:
+        raise CompileError(f"calibration sequences ({x.shape[1]} tokens) exceed T_max = {cap}")
