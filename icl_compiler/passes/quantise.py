@@ -34,7 +34,7 @@ from ..ir.neuro import NeuroGraph
 ACT_BITS = 15  # magnitude bits of a graded activation payload (16-bit signed)
 ACT_MAX = 2**ACT_BITS - 1
 KV_MAX = 127  # plastic K/V range (DESIGN §4)
-Q_MAX = 127
+KV_TARGET = 123  # calibrated max maps here: headroom for int8 weight rounding before clipping
 A_MAX = 2**11 - 1  # slot outputs: keeps Σ_t V·a within the 24-bit accumulator for T ≲ 32
 ONE_HOT = 127  # payload of a one-hot token / position spike
 MANT_MAX = 127
@@ -106,8 +106,8 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
     def mx(key: str) -> float:
         return max(rec.get(key, 0.0), 1e-12)
 
-    head_pops = {h.k: KV_MAX for h in q.heads} | {h.v: KV_MAX for h in q.heads} | {
-        h.q: Q_MAX for h in q.heads}
+    head_pops = {h.k: KV_TARGET for h in q.heads} | {h.v: KV_TARGET for h in q.heads} | {
+        h.q: KV_TARGET for h in q.heads}
     outs = {h.out: h for h in q.heads}
     # 1. population scales
     for p in q.populations():
@@ -133,7 +133,7 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         score_int = mx(h.slots + ":score") / c
         r2 = 0
         if h.f == "relu2":
-            r = max(0, _exp_for(score_int, int(math.isqrt(A_MAX * 64))))
+            r = max(0, _exp_for(score_int, A_MAX))  # a1 = relu(s >> r) ≤ A_MAX, a1² < 2^23
             a1 = score_int / 2**r
             r2 = max(0, _exp_for(a1 * a1, A_MAX))
             sa = (c * 2**r) ** 2 * 2**r2
