@@ -29,13 +29,14 @@ import math
 import numpy as np
 
 from ..errors import CompileError
-from ..ir.neuro import NeuroGraph
+from ..ir.neuro import NeuroGraph, SynapseGroup
 
 ACT_BITS = 15  # magnitude bits of a graded activation payload (16-bit signed)
 ACT_MAX = 2**ACT_BITS - 1
 KV_MAX = 127  # plastic K/V range (DESIGN §4)
 KV_TARGET = 123  # calibrated max maps here: headroom for int8 weight rounding before clipping
-A_MAX = 2**11 - 1  # slot outputs: keeps Σ_t V·a within the 24-bit accumulator for T ≲ 32
+ACC_LIMIT = 2**30  # int32 synaptic accumulators (Lava wraps at 2^31): keep a factor 2 margin
+ROUND_BITS = 8  # extra current bits of the 8-bit k/q/v populations, rounded away by the neuron
 ONE_HOT = 127  # payload of a one-hot token / position spike
 MANT_MAX = 127
 DEFAULT_CALIBRATION = 16
@@ -76,7 +77,7 @@ def default_calibration(ng: NeuroGraph, n: int = DEFAULT_CALIBRATION, seed: int 
 
 
 def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
-             strict: bool = False) -> tuple[NeuroGraph, dict]:
+             strict: bool = False, weight_bits: int = 8) -> tuple[NeuroGraph, dict]:
     if ng.precision != "float":
         raise ValueError("quantise expects the float graph")
     source = "calibration data"
@@ -106,8 +107,9 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
     def mx(key: str) -> float:
         return max(rec.get(key, 0.0), 1e-12)
 
+    # k and v are bounded by the plastic weights' 8 bits; q only by the int32 read Σ k·q
     head_pops = {h.k: KV_TARGET for h in q.heads} | {h.v: KV_TARGET for h in q.heads} | {
-        h.q: KV_TARGET for h in q.heads}
+        h.q: min(ACT_MAX, ACC_LIMIT // (KV_MAX * q.pop(h.q).size)) for h in q.heads}
     outs = {h.out: h for h in q.heads}
     # 1. population scales
     for p in q.populations():
@@ -123,6 +125,10 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
             continue  # set with the head below
         limit = head_pops.get(p.name, ACT_MAX)
         p.scale = mx(p.name) / limit
+        if head_pops.get(p.name) == KV_TARGET:
+            # 8-bit k/q/v: the synapses deliver ROUND_BITS more bits and the neuron rounds
+            # (out = (current + 2^(R-1)) >> R) so the plastic values are unbiased, not floored
+            p.attrs["q"] = {"shift": ROUND_BITS, "in_scale": p.scale / 2**ROUND_BITS}
         if p.model == "norm":
             p.attrs["q"] = {"in_scale": mx(p.name + ":current") / ACT_MAX}
     # 2. heads: slot shift, V-read exponent, output scale
@@ -131,14 +137,16 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         sk, sq, sv = q.pop(h.k).scale, q.pop(h.q).scale, q.pop(h.v).scale
         c = h.scale * sk * sq  # real score per integer score unit
         score_int = mx(h.slots + ":score") / c
+        # slot outputs: 24-bit payloads, and Σ_t V[:, t]·a_t must stay inside int32
+        a_max = min(2**20, ACC_LIMIT // (KV_MAX * h.t_max))
         r2 = 0
         if h.f == "relu2":
-            r = max(0, _exp_for(score_int, A_MAX))  # a1 = relu(s >> r) ≤ A_MAX, a1² < 2^23
+            r = max(0, _exp_for(score_int, min(a_max, 2**15)))  # a1 = relu(s >> r), a1² < 2^31
             a1 = score_int / 2**r
-            r2 = max(0, _exp_for(a1 * a1, A_MAX))
+            r2 = max(0, _exp_for(a1 * a1, a_max))
             sa = (c * 2**r) ** 2 * 2**r2
         else:
-            r = max(0, _exp_for(score_int, A_MAX))
+            r = max(0, _exp_for(score_int, a_max))
             sa = c * 2**r
         slots = q.pop(h.slots)
         slots.scale = sa
@@ -154,8 +162,10 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         head_params.append({"layer": h.layer, "head": h.head, "k_scale": sk, "q_scale": sq,
                             "v_scale": sv, "slot_shift": r, "slot_shift2": r2, "v_read_exp": e_v})
     # 3. synapses and biases
+    if weight_bits not in (8, 16):
+        raise ValueError("weight_bits must be 8 or 16")
     mats = []
-    for s in q.synapses():
+    for s in list(q.synapses()):
         if s.plastic:
             s.weights = np.zeros(s.weights.shape, np.int64)
             continue
@@ -163,12 +173,22 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         tgt = post.attrs.get("q", {}).get("in_scale", post.scale)
         M = s.weights * (pre.scale / tgt)
         s.weights, s.exp = quantise_matrix(M)
-        err = float(np.max(np.abs(s.weights * 2.0**s.exp - M))) / max(float(np.max(np.abs(M))), 1e-30)
-        mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 5)})
+        approx = s.weights * 2.0**s.exp
+        if weight_bits == 16 and np.any(approx != M):
+            # a second int8 synapse group carries the residual: W ≈ m_hi·2^e + m_lo·2^e_lo
+            m_lo, e_lo = quantise_matrix(M - approx)
+            if np.any(m_lo):
+                q.add_synapses(SynapseGroup(name=s.name + ":lo", pre=s.pre, post=s.post,
+                                            weights=m_lo, exp=e_lo, attrs={"part": "lo"}))
+                approx = approx + m_lo * 2.0**e_lo
+        err = float(np.max(np.abs(approx - M))) / max(float(np.max(np.abs(M))), 1e-30)
+        mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 7)})
     for p in q.populations():
-        if p.bias is not None:
+        shift = p.attrs.get("q", {}).get("shift", 0)
+        if p.bias is not None or shift:
             tgt = p.attrs.get("q", {}).get("in_scale", p.scale)
-            p.bias = np.round(np.asarray(p.bias) / tgt).astype(np.int64)
+            b = np.zeros(p.size) if p.bias is None else np.asarray(p.bias)
+            p.bias = np.round(b / tgt).astype(np.int64) + (2 ** (shift - 1) if shift else 0)
     # 4. measure saturation on the calibration data in fixed point
     from ..backends.numpy.emulator import Emulator
 
@@ -184,7 +204,9 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
     report = {
         "calibration": source,
         "activation_bits": ACT_BITS + 1,
-        "weight_bits": 8,
+        "weight_bits": weight_bits,
+        "weight_encoding": ("int8 mantissa + exponent per matrix" if weight_bits == 8 else
+                            "two int8 synapse groups per matrix (high and residual mantissas)"),
         "kv_range": [-KV_MAX, KV_MAX],
         "populations": {p.name: p.scale for p in q.populations()},
         "matrices": mats,

@@ -50,6 +50,8 @@ def dense(ng: NeuroGraph, s: SynapseGroup, pre: np.ndarray, stats) -> np.ndarray
 def neuron(ng: NeuroGraph, pop: Population, cur: np.ndarray, stats) -> np.ndarray:
     if pop.model == "norm":
         return _norm(ng, pop, cur)
+    if _fixed(ng) and pop.attrs.get("q", {}).get("shift"):
+        cur = np.right_shift(cur, pop.attrs["q"]["shift"])  # bias holds the rounding half
     if pop.model == "graded_relu":
         out = np.maximum(cur, 0)
     elif pop.model in ("graded", "output"):
