@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Loihi 2 system (sets the chip count)")
     p.add_argument("--chips", type=int, metavar="N", help="number of chips available")
     p.add_argument("--cores-per-chip", type=int, metavar="N", help="override neuro cores per chip")
+    p.add_argument("--weight-bits", type=int, choices=(8, 16), default=8,
+                   help="fixed mode: 8 = one int8 mantissa per weight; 16 = a second int8 synapse "
+                        "group holds the residual (2x synapse memory, much smaller error)")
     p.add_argument("--strict", action="store_true",
                    help="fixed mode: any saturation on the calibration data is an error")
     p.add_argument("--dump-ir", metavar="PASS", help="print the IR after pass PASS")
@@ -127,7 +130,7 @@ def _main(args) -> int:
                            max_context=args.max_context, lowering=args.lowering,
                            verify_ir=args.verify_ir, dump_after=args.dump_ir,
                            dump=lambda text: print(text), strict=args.strict,
-                           target=_target(args))
+                           target=_target(args), weight_bits=args.weight_bits)
     except ValueError as e:
         raise _Usage(str(e)) from None
     extra: dict[str, bytes] = {}

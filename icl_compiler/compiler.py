@@ -22,7 +22,7 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
             calibration: np.ndarray | None = None, max_context: int | None = None, *,
             lowering: str = "auto", verify_ir: bool = False, dump_after: str | None = None,
             dump: Callable[[str], None] | None = None, strict: bool = False,
-            target: dict | None = None, progress: bool = False) -> Program:
+            target: dict | None = None, weight_bits: int = 8) -> Program:
     """Compile an ONNX model (path or ModelProto) into a :class:`Program`.
 
     precision: "float" (exact, float64) or "fixed" (Loihi 2 integers).
@@ -30,11 +30,15 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
     max_context: the context capacity T_max (needed when the sequence axis is dynamic and the
     model has no mask buffer that fixes it).
     strict: in fixed mode, any saturation on the calibration data is a CompileError.
+    weight_bits: 8 (one int8 mantissa + exponent per matrix) or 16 (a second int8 synapse group
+    carries each matrix's residual: twice the synapse memory, ~256x smaller weight error).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+    if weight_bits not in (8, 16):
+        raise ValueError(f"weight_bits must be 8 or 16, got {weight_bits!r}")
     if max_context is not None and (int(max_context) != max_context or max_context < 1):
         raise ValueError(f"max_context must be a positive integer, got {max_context!r}")
     passes: list[dict] = []
@@ -73,7 +77,7 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
         raise CompileError("no causal softmax-free attention was found; the compiler maps "
                            "attention to plastic synapses, so a model without attention has "
                            "nothing to learn in context")
-    ng = timed("lower", lambda: lower(graph, "float"),
+    ng = timed("lower", lambda: lower(graph, precision),
                lambda n: f"{len(n.populations())} populations, {len(n.synapses())} synapse groups, "
                          f"{len(n.heads)} plastic heads")
     verify_neuro(ng)
@@ -85,7 +89,8 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
             calibration = np.asarray(calibration)
             if calibration.dtype.kind == "f" and not np.all(np.isfinite(calibration)):
                 raise CompileError("calibration data contains NaN or inf")
-        ng, quant_report = timed("quantise", lambda: quantise(ng, calibration, strict=strict),
+        ng, quant_report = timed("quantise", lambda: quantise(ng, calibration, strict=strict,
+                                                              weight_bits=weight_bits),
                                  lambda r: r[1]["summary"])
         verify_neuro(ng)
     from .passes.schedule import schedule

@@ -53,7 +53,8 @@ class Affine:
 class Lowerer:
     def __init__(self, graph: Graph, precision: str):
         self.t = graph
-        self.ng = NeuroGraph(precision)
+        self.final_precision = precision  # the graph is built in float; quantise comes after
+        self.ng = NeuroGraph("float")
         self.forms: dict[str, Affine] = {}
         self.pop_of: dict[str, str] = {}  # value -> materialised population
         self.layer_of: dict[str, int | None] = {}
@@ -297,7 +298,7 @@ class Lowerer:
             if a["f"] != "identity" or a.get("normalisation", "none") != "none":
                 raise self.err(node, "fast_weight lowering needs linear attention (f = identity, "
                                      "no normalisation)", "use lowering='kv_slot'")
-            if self.ng.precision == "fixed":
+            if self.final_precision == "fixed":
                 raise self.err(node, "fast_weight lowering is exact only in float mode "
                                      "(9-bit weights accumulate v·kᵀ)", "use lowering='kv_slot'")
         q, k, v = (self.form_of(i) for i in node.inputs)
@@ -346,4 +347,5 @@ def _add(a, b):
 
 
 def lower(graph: Graph, precision: str = "float") -> NeuroGraph:
+    """Lower to a float neuromorphic graph; ``precision`` is the final one (for checks)."""
     return Lowerer(graph, precision).run()

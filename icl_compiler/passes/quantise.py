@@ -34,7 +34,7 @@ from ..ir.neuro import NeuroGraph, SynapseGroup
 ACT_BITS = 15  # magnitude bits of a graded activation payload (16-bit signed)
 ACT_MAX = 2**ACT_BITS - 1
 KV_MAX = 127  # plastic K/V range (DESIGN §4)
-KV_TARGET = 123  # calibrated max maps here: headroom for int8 weight rounding before clipping
+KV_TARGET = 126  # calibrated max maps here: 1 LSB of headroom for weight rounding
 ACC_LIMIT = 2**30  # int32 synaptic accumulators (Lava wraps at 2^31): keep a factor 2 margin
 ROUND_BITS = 8  # extra current bits of the 8-bit k/q/v populations, rounded away by the neuron
 ONE_HOT = 127  # payload of a one-hot token / position spike

@@ -1,0 +1,133 @@
+"""Program API on every softmax-free fixture: float == onnxruntime, fixed within recorded bounds,
+save/load round trip, T_max errors."""
+import json
+
+import numpy as np
+import pytest
+
+import icl_compiler as icl
+from icl_compiler.runtime.reference import onnxruntime_run
+from tests.helpers import fixture, fixture_names
+
+# Fixed-point relative error (max |y - ort| / max |ort|), calibrated on the fixture's own input,
+# measured when this test was written.  The test fails if a figure worsens by more than 10 %.
+# 16-bit weights = two int8 synapse groups per matrix; 8-bit = one.
+FIXED_ERROR = {
+    # name: (8-bit weights, 16-bit weights)
+    "tok_identity_trilmul_1l1h": (0.0412, 0.0097),
+    "tok_identity_fill0_2l2h_ln": (0.0439, 0.0109),
+    "tok_relu_fillneg_2l2h_ln_pos": (0.0702, 0.0145),
+    "feat_relu_where_1l2h_rms": (0.0576, 0.0090),
+    "feat_relu2_additive_2l4h_lndec": (0.0427, 0.0106),
+    "tok_relu_rownorm_trilmul_1l2h": (0.0145, 0.0034),
+    "tok_relu_perhead_fillneginf_1l2h": (0.0254, 0.0090),
+    "feat_relu_wherearange_fused_2l2h": (0.0286, 0.0034),
+    "feat_identity_trilmul_1l4h_noMLP": (0.0254, 0.0030),
+    "dyn_tok_relu_fillneg_2l2h_ln": (0.0432, 0.0072),
+    # ill-conditioned: a RMSNorm rescales one low-norm token whose attention output carries the
+    # global 8-bit K/V quantisation step (see closing note of issue 4)
+    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.3346, 0.0601),
+}
+NAMES = fixture_names(softmax=False)
+
+
+def _compile(name, **kw):
+    path, x, meta = fixture(name)
+    return path, x, meta, icl.compile(path, max_context=meta["t_max"], **kw)
+
+
+def _rel(y, ref):
+    return float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+
+
+def _inputs(meta, x0, rng):
+    yield x0
+    for T in (1, 11, meta["t_max"]):
+        if meta["input"] == "tokens":
+            yield rng.integers(0, meta["in_dim"], size=(2, T)).astype(np.int64)
+        else:
+            yield rng.uniform(0, 1, size=(2, T, meta["in_dim"])).astype(np.float32)
+
+
+def test_every_fixture_has_a_recorded_figure():
+    assert set(NAMES) == set(FIXED_ERROR)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float_matches_onnxruntime(name):
+    path, x0, meta, prog = _compile(name, precision="float")
+    rng = np.random.default_rng(1)
+    for x in _inputs(meta, x0, rng):
+        ref = onnxruntime_run(str(path), x)
+        y = prog.run(x)
+        assert y.shape == ref.shape
+        assert _rel(y, ref) <= 1e-4, (name, x.shape)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bits", [8, 16])
+def test_fixed_error_within_recorded_bound(name, bits):
+    path, x, meta, prog = _compile(name, precision="fixed", calibration=x_of(name), weight_bits=bits)
+    err = _rel(prog.run(x), onnxruntime_run(str(path), x))
+    bound = FIXED_ERROR[name][0 if bits == 8 else 1]
+    assert err <= bound * 1.1 + 1e-4, f"{name}: fixed error {err:.4f} worse than recorded {bound}"
+    if bits == 16 and name != "dyn_feat_relu_trilmul_2l2h_rms_ext":
+        assert err <= 0.05
+
+
+def x_of(name):
+    return fixture(name)[1]
+
+
+def test_fixed_payloads_are_integers_and_outputs_dequantised():
+    path, x, meta, prog = _compile("tok_relu_perhead_fillneginf_1l2h", precision="fixed",
+                                   calibration=x_of("tok_relu_perhead_fillneginf_1l2h"))
+    raw = prog.run(x, return_payload=True)
+    assert raw.dtype.kind == "i"
+    assert np.allclose(prog.run(x), raw * prog.ng.pop("output").scale)
+
+
+@pytest.mark.parametrize("precision", ["float", "fixed"])
+def test_save_load_roundtrip(tmp_path, precision):
+    name = "feat_relu2_additive_2l4h_lndec"
+    path, x, meta, prog = _compile(name, precision=precision)
+    prog.save(tmp_path / "p")
+    prog2 = icl.load(tmp_path / "p")
+    assert np.array_equal(prog.run(x), prog2.run(x))
+    assert prog2.report == json.loads(json.dumps(prog.report, default=str))
+
+
+def test_sequence_longer_than_t_max_names_it():
+    path, x, meta, prog = _compile("tok_identity_trilmul_1l1h", precision="float")
+    long = np.zeros((1, meta["t_max"] + 1), np.int64)
+    with pytest.raises(ValueError, match=r"T_max = 16.*--max-context"):
+        prog.run(long)
+
+
+def test_dynamic_mask_without_capacity_asks_for_max_context():
+    path, _, _ = fixture("tok_identity_trilmul_1l1h")
+    with pytest.raises(icl.CompileError, match="max-context"):
+        icl.compile(path)
+
+
+def test_report_keys():
+    name = "tok_relu_rownorm_trilmul_1l2h"
+    path, x, meta, prog = _compile(name, precision="fixed", calibration=x_of(name))
+    r = prog.report
+    for key in ("model", "precision", "passes", "attention", "resources", "schedule", "ops",
+                "quantisation"):
+        assert key in r
+    assert r["precision"] == "fixed"
+    assert len(r["attention"]) == meta["layers"] * meta["heads"]
+    assert all(h["lowering"] == "kv_slot" and "auto" in h["lowering_reason"] for h in r["attention"])
+    assert r["schedule"]["steps_per_token"] == 2 and r["schedule"]["pipeline_depth"] >= 3
+    assert r["ops"]["learning_updates_per_token"] > 0 and r["ops"]["synaptic_ops_per_token"] > 0
+    assert {o["op"] for o in r["offcore"]} == {"divide"}  # the row-sum normalisation
+
+
+def test_fast_weight_lowering_float_only():
+    name = "feat_identity_trilmul_1l4h_noMLP"
+    path, x, meta, prog = _compile(name, precision="float", lowering="fast_weight")
+    assert _rel(prog.run(x), onnxruntime_run(str(path), x)) <= 1e-4
+    with pytest.raises(icl.CompileError, match="float"):
+        _compile(name, precision="fixed", lowering="fast_weight")
