@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import sympy
 
-from .symbolic import Dim, is_sym, norm_dim
+from .symbolic import Dim, dims_equal, is_sym, norm_dim
 
 REQUIRED = object()
 INT64_MAX = 2**63 - 1
@@ -80,9 +80,7 @@ def broadcast(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
 
 
 def _eq(a: Dim, b: Dim) -> bool:
-    if isinstance(a, sympy.Basic) or isinstance(b, sympy.Basic):
-        return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
-    return a == b
+    return dims_equal(a, b)
 
 
 def prod(dims) -> Dim:
@@ -615,3 +613,47 @@ def with_defaults(op: str, attrs: dict) -> dict:
     out = {k: v for k, v in od.attrs.items() if v is not REQUIRED}
     out.update(attrs)
     return out
+
+
+# =============================================================================================
+# Head layout ops (added by the passes engineer for passes/heads.py and passes/attention.py)
+#
+# SplitHeads: x [..., T, H*d] -> [..., H, T, d]   (Reshape to [..., T, H, d] + swap of T and H)
+# MergeHeads: x [..., H, T, d] -> [..., T, H*d]   (the inverse)
+# Both are pure data movement; the attention pass absorbs them into PlasticAttention.
+# ---------------------------------------------------------------------------------------------
+
+def _split_heads_shape(ins, a):
+    x, h = ins[0], a["heads"]
+    if x.rank < 2:
+        raise ValueError("SplitHeads needs rank >= 2")
+    c = x.shape[-1]
+    if is_sym(c) or c % h:
+        raise ValueError(f"SplitHeads: last dim {c} is not a multiple of heads={h}")
+    return [(x.shape[:-2] + (h, x.shape[-2], c // h), x.dtype)]
+
+
+def _split_heads(xs, a):
+    x, h = xs[0], a["heads"]
+    y = x.reshape(x.shape[:-1] + (h, x.shape[-1] // h))
+    return [np.ascontiguousarray(np.swapaxes(y, -2, -3))]
+
+
+def _merge_heads_shape(ins, a):
+    x = ins[0]
+    if x.rank < 3:
+        raise ValueError("MergeHeads needs rank >= 3")
+    h, t, d = x.shape[-3:]
+    return [(x.shape[:-3] + (t, prod([h, d])), x.dtype)]
+
+
+def _merge_heads(xs, a):
+    x = np.swapaxes(xs[0], -2, -3)
+    return [np.ascontiguousarray(x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],)))]
+
+
+register("SplitHeads", {"heads": REQUIRED},
+         doc="[..., T, H*d] -> [..., H, T, d] (reshape + transpose of a head split)")(
+    (_split_heads_shape, _split_heads))
+register("MergeHeads", doc="[..., H, T, d] -> [..., T, H*d] (transpose + reshape of a head merge)")(
+    (_merge_heads_shape, _merge_heads))

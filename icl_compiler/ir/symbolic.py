@@ -23,9 +23,9 @@ def is_sym(x: Any) -> bool:
 
 
 def norm_dim(x: Any) -> Dim:
-    """Turn numeric sympy results back into plain ints."""
+    """Turn numeric sympy results back into plain ints (sympy already canonicalises products
+    and sums of the dim symbols, so no simplify is needed here)."""
     if isinstance(x, sympy.Basic):
-        x = sympy.simplify(x)
         if x.is_number:
             return int(x)
         return x
@@ -75,3 +75,19 @@ def dim_from_json(d: int | str) -> Dim:
 
 def dim_str(d: Dim) -> str:
     return str(d)
+
+
+def dims_equal(a: Any, b: Any) -> bool:
+    """Exact equality of two dims (ints or sympy expressions), fast for the common cases:
+    identical expressions, numbers, and polynomials in the dim symbols (decided by expansion);
+    anything else falls back to ``sympy.simplify``."""
+    if a is b or a == b:
+        return True
+    if not (isinstance(a, sympy.Basic) or isinstance(b, sympy.Basic)):
+        return False
+    d = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
+    if d.is_number:
+        return bool(d == 0)
+    if d.is_polynomial(*d.free_symbols):
+        return False  # a nonzero polynomial is not identically zero
+    return bool(sympy.simplify(d) == 0)
