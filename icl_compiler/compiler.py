@@ -64,11 +64,15 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
     for n in proto.graph.node:
         op_counts_onnx[n.op_type] = op_counts_onnx.get(n.op_type, 0) + 1
 
-    from .passes.manager import PassContext, run_pipeline
+    from .passes.manager import PASS_NAMES, PassContext, run_pipeline
 
     ctx = PassContext(max_context=max_context, lowering=lowering, precision=precision)
+    neuro_stages = ("lower", "quantise", "schedule")
+    if dump_after is not None and dump_after not in ("import", *neuro_stages, *PASS_NAMES):
+        raise ValueError(f"--dump-ir: unknown pass {dump_after!r}; choose one of "
+                         f"{', '.join(('import', *PASS_NAMES, *neuro_stages))}")
     passes += run_pipeline(graph, ctx, verify_each=verify_ir,
-                           dump_after=None if dump_after == "import" else dump_after, dump=dump)
+                           dump_after=dump_after if dump_after in PASS_NAMES else None, dump=dump)
     from .passes.attention import attention_report
     from .passes.lower import lower
 
@@ -81,6 +85,8 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
                lambda n: f"{len(n.populations())} populations, {len(n.synapses())} synapse groups, "
                          f"{len(n.heads)} plastic heads")
     verify_neuro(ng)
+    if dump_after == "lower" and dump:
+        dump(ng.to_text())
     quant_report = None
     if precision == "fixed":
         from .passes.quantise import quantise
@@ -93,10 +99,14 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
                                                               weight_bits=weight_bits),
                                  lambda r: r[1]["summary"])
         verify_neuro(ng)
+        if dump_after == "quantise" and dump:
+            dump(ng.to_text())
     from .passes.schedule import schedule
 
     timed("schedule", lambda: schedule(ng), lambda s: f"{s['steps_per_token']} steps per token, "
           f"pipeline depth {s['pipeline_depth']}")
+    if dump_after == "schedule" and dump:
+        dump(ng.to_text())
     resources = _resources(ng, target, passes)
     prog = Program(ng, {})
     for h in attention:

@@ -1,7 +1,9 @@
 """CLI error paths: exit codes and one-line messages, never a traceback."""
+import json
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -79,3 +81,56 @@ def test_bad_run_file_is_usage_error(tmp_path):
 def test_help_explains_exit_codes():
     r = cli("--help")
     assert r.returncode == 0 and "exit codes" in r.stdout and "--precision" in r.stdout
+
+
+SOFTMAX_FREE = "tok_relu_perhead_fillneginf_1l2h"
+
+
+def test_softmax_model_exits_3_naming_the_softmax_node(tmp_path):
+    src, _, _ = fixture("tok_softmax_2h")
+    r = cli(src, "-o", tmp_path / "out")
+    assert r.returncode == 3
+    assert "/blocks.0/attn/Softmax" in r.stderr and "softmax-free" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_compile_run_verify_writes_program(tmp_path):
+    src, x, _ = fixture(SOFTMAX_FREE)
+    np.save(tmp_path / "x.npy", x)
+    r = cli(src, "-o", tmp_path / "out", "--precision", "fixed", "--calibrate", tmp_path / "x.npy",
+            "--run", tmp_path / "x.npy", "--verify")
+    assert r.returncode == 0, r.stderr
+    assert "verification against onnxruntime on --run data" in r.stdout and "-> ok" in r.stdout
+    out = tmp_path / "out"
+    for f in ("report.json", "program.json", "weights.npz", "output.npy"):
+        assert (out / f).is_file()
+    y = np.load(out / "output.npy")
+    assert y.shape == (x.shape[0], x.shape[1], 20)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["verification"]["ok"] and rep["precision"] == "fixed"
+
+
+def test_verification_failure_exits_4(tmp_path):
+    src, _, _ = fixture(SOFTMAX_FREE)
+    r = cli(src, "-o", tmp_path / "out", "--precision", "fixed", "--verify", "--tolerance", "1e-9")
+    assert r.returncode == 4 and "verification failed" in r.stderr
+
+
+def test_dump_ir_after_a_pass_and_unknown_pass(tmp_path):
+    src, _, _ = fixture(SOFTMAX_FREE)
+    r = cli(src, "-o", tmp_path / "out", "--dump-ir", "attention")
+    assert r.returncode == 0 and "PlasticAttention(" in r.stdout
+    r = cli(src, "-o", tmp_path / "out2", "--dump-ir", "nonsense")
+    assert r.returncode == 2 and "fuse_linear" in r.stderr
+
+
+def test_non_empty_foreign_directory_needs_force(tmp_path):
+    src, _, _ = fixture(SOFTMAX_FREE)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = cli(src, "-o", out)
+    assert r.returncode == 3 and "--force" in r.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    r = cli(src, "-o", out, "--force")
+    assert r.returncode == 0 and (out / "report.json").is_file()

@@ -1,0 +1,1 @@
+"""Custom Lava processes of the plastic attention head (one folder each, nothing but process/models)."""

@@ -1,0 +1,193 @@
+"""Hand-computed integer cases of the fixed-point contract (backends/numpy/fixed.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from icl_compiler.backends.numpy import fixed
+
+
+def arr(*x):
+    return np.array(x, dtype=np.int64)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def test_wrap32_and_shift():
+    assert fixed.wrap32(arr(2**31, -(2**31) - 1, 5)).tolist() == [-(2**31), 2**31 - 1, 5]
+    assert fixed.shift(arr(7, -7), -1).tolist() == [3, -4]  # floor toward -inf
+    assert fixed.shift(arr(7, -7), 0).tolist() == [7, -7]
+    assert fixed.shift(arr(3), 2).tolist() == [12]
+    assert fixed.shift(arr(2**30), 1).tolist() == [-(2**31)]  # left shift wraps in int32
+
+
+def test_round_half_even_half():
+    p = arr(-5, -3, -1, 0, 1, 2, 3, 5, 7)
+    assert fixed.round_half_even_half(p).tolist() == np.round(p / 2).astype(int).tolist()
+
+
+# -- Dense -----------------------------------------------------------------------------------------
+
+def test_to_lava_dense_params():
+    p = fixed.to_lava_dense_params(np.array([[127, -128], [0, 3]]), -2)
+    assert p["weights"].tolist() == [[254, -256], [0, 6]]
+    assert p["weight_exp"] == -3
+    assert (p["num_weight_bits"], p["sign_mode"], p["num_message_bits"]) == (8, "MIXED", 24)
+    with pytest.raises(ValueError):
+        fixed.to_lava_dense_params(np.array([[128]]), 0)
+
+
+def test_dense_exact_and_floor():
+    w = np.array([[1, -1], [127, -128]])
+    # e = 0: exact
+    assert fixed.dense(w, 0, arr(3, 2)).tolist() == [1, 381 - 256]
+    # e = -1: floor(x / 2) toward -inf: 1.5 -> 1, -1.5 -> -2, (3*127)/2 = 190.5 -> 190
+    assert fixed.dense(w, -1, arr(3, 0)).tolist() == [1, 190]
+    assert fixed.dense(w, -1, arr(0, 3)).tolist() == [-2, -192]
+    assert fixed.dense(w, -3, arr(-1, 0)).tolist() == [-1, -16]  # -1/8 -> -1, -127/8 -> -16
+    # e > 0: left shift
+    assert fixed.dense(w, 2, arr(1, 1)).tolist() == [0, -4]
+    assert fixed.dense(w, 3, arr(5, 0)).tolist() == [40, 5080]
+    # batch axes
+    out = fixed.dense(w, 0, np.array([[[1, 0]], [[0, 1]]]))
+    assert out.shape == (2, 1, 2) and out[:, 0].tolist() == [[1, 127], [-1, -128]]
+
+
+def test_dense_int32_headroom_is_halved_by_the_doubled_weights():
+    # Lava sums 2*m*s in int32: 2 * 2**30 wraps to -2**31, then >> 1 -> -2**30
+    assert fixed.dense(np.array([[1]]), 0, arr(2**30)).tolist() == [-(2**30)]
+    assert fixed.dense(np.array([[1]]), 0, arr(2**30 - 1)).tolist() == [2**30 - 1]
+
+
+def test_lava_dense_weights_clip_and_lsb():
+    assert fixed.lava_dense_weights(np.array([[-128, 127, 200, -200]])).tolist() == [
+        [-256, 254, 254, -256]]
+
+
+# -- graded neurons ----------------------------------------------------------------------------------
+
+def test_graded_neurons():
+    v = arr(-3, -1, 0, 1, 5)
+    assert fixed.graded(v).tolist() == [-3, -1, 0, 1, 5]
+    assert fixed.graded_relu(v).tolist() == [0, 0, 0, 1, 5]
+    assert fixed.graded(v, vth=1).tolist() == [-3, 0, 0, 0, 5]  # Lava's default vth = 1
+    assert fixed.graded(arr(2**31, 2**24)).tolist() == [0, 2**24]  # int32 min: |v| stays < 0
+    assert fixed.graded_relu(arr(2**31 + 4)).tolist() == [0]  # wraps negative
+    assert fixed.clip_payload(arr(2**23, -(2**23) - 1)).tolist() == [2**23 - 1, -(2**23)]
+
+
+# -- traces ----------------------------------------------------------------------------------------
+
+def test_x1_from_payload():
+    p = arr(0, 1, 3, 5, 7, 254, 255, 257, 512, 600, -1, -2, -254, 2**24 + 2)
+    assert fixed.x1_from_payload(p).tolist() == [0, 0, 2, 2, 4, 127, 127, 127, 0, 44, 0, 127, 127, 1]
+
+
+# -- K write / read ----------------------------------------------------------------------------------
+
+def test_k_payloads():
+    assert fixed.k_payload(arr(3, -2, 0)).tolist() == [6, 0, 0, 0, 4, 0]
+    assert fixed.q_payload(arr(3, -2)).tolist() == [3, -2, -3, 2]
+
+
+def test_k_write_range_edges():
+    K = fixed.k_init(1, 3, 3)
+    K, sat = fixed.k_write(K, arr(127, -127, 0)[None], 1)
+    assert sat == 0
+    assert K[0].tolist() == [[0] * 6, [127, 0, 0, 0, 127, 0], [0] * 6]
+    assert fixed.k_signed(K)[0, 1].tolist() == [127, -127, 0]
+
+
+def test_k_write_saturation_and_wrap():
+    K = fixed.k_init(1, 2, 5)
+    K, sat = fixed.k_write(K, arr(128, -200, 255, 256, 300)[None], 0)
+    assert K[0, 0].tolist() == [127, 0, 127, 0, 44, 0, 127, 0, 0, 0]
+    assert sat == 5
+
+
+def test_k_write_other_rows_untouched_and_row_overwritten():
+    K = fixed.k_init(2, 3, 2)
+    K[:, 0] = [[5, 0, 0, 7], [1, 2, 3, 4]]
+    K[:, 2] = 9
+    Kn, sat = fixed.k_write(K, np.array([[-4, 0], [1, 2]]), 0)
+    assert sat == 0
+    assert Kn[:, 0].tolist() == [[0, 0, 4, 0], [1, 2, 0, 0]]
+    assert (Kn[:, 1:] == K[:, 1:]).all()
+
+
+def test_k_write_accumulator_saturation_is_counted():
+    # w_old + x1 >= 256: the 16-bit accumulator saturates and Lava rounds stochastically
+    K = fixed.k_init(1, 1, 1)
+    K[0, 0, 0] = 200
+    Kn, sat = fixed.k_write(K, arr(100)[None], 0)
+    assert sat == 1 and Kn[0, 0, 0] == 55  # (32767 - 25600) >> 7; Lava gives 55 or 56
+
+
+def test_k_write_past_capacity_is_lost():
+    K = fixed.k_init(1, 2, 2)
+    Kn, sat = fixed.k_write(K, arr(1, 2)[None], 2)
+    assert sat == 2 and (Kn == 0).all()
+
+
+def test_k_read():
+    K = fixed.k_init(1, 3, 2)
+    K, _ = fixed.k_write(K, arr(127, -127)[None], 0)
+    K, _ = fixed.k_write(K, arr(-3, 5)[None], 1)
+    q = arr(2, 3)[None]
+    assert fixed.k_read(K, q).tolist() == [[254 - 381, -6 + 15, 0]]
+    assert fixed.k_read(K, q, exp=-1).tolist() == [[-64, 4, 0]]  # floor(-63.5), floor(4.5)
+    assert fixed.k_read(K, q, exp=2).tolist() == [[-508, 36, 0]]
+
+
+# -- V write / read ----------------------------------------------------------------------------------
+
+def test_v_write_range_edges_and_saturation():
+    V = fixed.v_init(1, 6, 2)
+    V, sat = fixed.v_write(V, arr(-128, 127, 0, -129, 128, 1000)[None], 1)
+    assert V[0, :, 1].tolist() == [-128, 127, 0, -128, 127, 127]
+    assert (V[0, :, 0] == 0).all()
+    assert sat == 3
+
+
+def test_v_write_overwrite_and_accumulator_saturation():
+    V = fixed.v_init(1, 2, 1)
+    V[0, :, 0] = [100, 200]
+    Vn, sat = fixed.v_write(V, arr(-50, 100)[None], 0)
+    assert Vn[0, 0, 0] == -50  # 128*(100 - 50) then -128*100: exact
+    assert sat == 1  # 128*(200 + 100) saturates the accumulator
+    assert Vn[0, 1, 0] == (32767 - 25600) >> 7
+
+
+def test_v_read():
+    V = fixed.v_init(1, 2, 3)
+    V, _ = fixed.v_write(V, arr(3, -4)[None], 0)
+    V, _ = fixed.v_write(V, arr(-128, 127)[None], 2)
+    a = arr(5, 9, 2)[None]
+    assert fixed.v_read(V, a).tolist() == [[15 - 256, -20 + 254]]
+    assert fixed.v_read(V, a, exp=-2).tolist() == [[-61, 58]]  # floor(-241/4), floor(234/4)
+
+
+# -- slot neuron and a whole head --------------------------------------------------------------------
+
+def test_slot_f():
+    s = arr(-5, -1, 0, 4, 9)
+    assert fixed.slot_f(s, "identity", r=1).tolist() == [-3, -1, 0, 2, 4]
+    assert fixed.slot_f(s, "relu", r=1).tolist() == [0, 0, 0, 2, 4]
+    assert fixed.slot_f(s, "relu2", r=1, r2=1).tolist() == [0, 0, 0, 2, 8]
+    assert fixed.slot_f(arr(2**20), "relu2").tolist() == [2**23 - 1]  # 24-bit saturation
+    with pytest.raises(ValueError):
+        fixed.slot_f(s, "softmax")
+
+
+def test_head_sequence_by_hand():
+    ks = np.array([[[3], [-2]]])
+    qs = np.array([[[1], [2]]])
+    vs = np.array([[[5], [-7]]])
+    out, K, V, sat = fixed.head_sequence(ks, qs, vs, t_max=3, f="relu")
+    # token 0: score 3 -> a = [3, 0, 0] -> 5*3; token 1: scores [6, -4] -> a = [6, 0] -> 5*6
+    assert out[0, :, 0].tolist() == [15, 30]
+    assert K[0].tolist() == [[3, 0], [0, 2], [0, 0]]
+    assert V[0].tolist() == [[5, -7, 0]]
+    assert sat == 0
+    out, *_ = fixed.head_sequence(ks, qs, vs, t_max=3, f="identity")
+    assert out[0, :, 0].tolist() == [15, 5 * 6 + (-7) * (-4)]
