@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import keyword
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import sympy
 from onnx import helper, numpy_helper
 
 from ..errors import CompileError
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Value
 from ..ir.ops import OPS, with_defaults
 from ..ir.symbolic import has_sym, is_sym, norm_dim, sym
 
@@ -55,25 +56,43 @@ SCALAR_ATTRS = {"k", "axis", "start", "limit", "delta"}
 DEFAULT_MAX_EXTERNAL_BYTES = 2 * 1024**3
 SUPPORTED_HINT = "Supported ONNX ops: " + ", ".join(SUPPORTED_OPS) + "."
 
+# Size guards: a hostile model must not make the compiler allocate.  No Loihi 2 system holds a
+# tensor anywhere near these sizes.
+MAX_DIM = 2**31 - 1  # any static dimension
+MAX_ELEMENTS = 2**31  # any tensor whose shape is static
+MAX_FOLD_ELEMENTS = 2**24  # any tensor the frontend computes at compile time (constant folding)
+
+# element types the tensor IR handles (numpy dtype names)
+IR_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+             "float16", "float32", "float64"}
+
 
 # ---------------------------------------------------------------------------------------------
 # loading
 
 def load_onnx(src: str | os.PathLike | onnx.ModelProto, *,
               max_external_bytes: int = DEFAULT_MAX_EXTERNAL_BYTES) -> onnx.ModelProto:
-    """Load a model, its external data (only from inside the model's folder) and check it."""
+    """Load a model, its external data (only from inside the model's folder) and check it.
+
+    Every problem with the file is a :class:`CompileError` with a one-line message.
+    """
     if isinstance(src, onnx.ModelProto):
         model = src
         base = None
     else:
-        path = Path(src)
-        if not path.is_file():
-            raise CompileError(f"{path}: no such file")
+        try:
+            path = Path(src)
+            is_file = path.is_file()
+        except (TypeError, ValueError, OSError) as e:
+            raise CompileError(f"{src!r}: not a usable model path ({_first_line(e)})") from None
+        if not is_file:
+            what = "is a directory, not an ONNX file" if path.is_dir() else "no such file"
+            raise CompileError(f"{path}: {what}")
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # noqa: BLE001 - protobuf raises many types for bad bytes
             raise CompileError(f"{path}: not a readable ONNX model ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else 'parse error'})") from None
+                               f"{_first_line(e)})") from None
         base = path.resolve().parent
     if not model.HasField("graph") or not model.graph.node:
         raise CompileError("the ONNX model has an empty graph (is this really an ONNX file?)")
@@ -110,6 +129,20 @@ def _external_tensors(model: onnx.ModelProto):
     return [t for t in _get_all_tensors(model) if uses_external_data(t)]
 
 
+def _tensor_nbytes(t: onnx.TensorProto) -> int | None:
+    """Bytes the tensor's data must have (None when the type has no fixed item size)."""
+    try:
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+    except Exception:  # noqa: BLE001
+        return None
+    if dt.kind not in "biuf" or dt.name not in IR_DTYPES:
+        return None
+    n = 1
+    for d in t.dims:
+        n *= int(d)
+    return n * dt.itemsize
+
+
 def _load_external(model: onnx.ModelProto, base: Path | None, cap: int) -> None:
     tensors = _external_tensors(model)
     if not tensors:
@@ -118,30 +151,17 @@ def _load_external(model: onnx.ModelProto, base: Path | None, cap: int) -> None:
         raise CompileError("the model refers to external data; pass the .onnx path, not a ModelProto")
     total = 0
     for t in tensors:
-        info = {e.key: e.value for e in t.external_data}
-        loc = info.get("location", "")
         name = t.name or "<unnamed>"
-        if not loc or os.path.isabs(loc) or Path(loc).drive:
-            raise CompileError(f"tensor {name!r}: external data location {loc!r} must be a "
-                               "relative path inside the model's folder")
-        p = base / loc
-        if ".." in Path(loc).parts or os.path.islink(p) or not p.resolve().is_relative_to(base):
-            raise CompileError(f"tensor {name!r}: external data location {loc!r} resolves outside "
-                               f"the model's folder {base}")
-        if not p.is_file():
-            raise CompileError(f"tensor {name!r}: external data file {loc!r} is missing")
         try:
-            offset = int(info.get("offset", 0))
-            length = int(info["length"]) if "length" in info else p.stat().st_size - offset
-        except ValueError:
-            raise CompileError(f"tensor {name!r}: bad external data offset/length") from None
-        if offset < 0 or length < 0 or offset + length > p.stat().st_size:
-            raise CompileError(f"tensor {name!r}: external data file {loc!r} is shorter than "
-                               f"offset+length ({offset}+{length} > {p.stat().st_size} bytes)")
+            length = _check_external(t, name, base)
+        except (OSError, ValueError) as e:
+            raise CompileError(f"tensor {name!r}: bad external data reference "
+                               f"({_first_line(e)})") from None
         total += length
         if total > cap:
-            raise CompileError(f"external data exceeds the size cap of {cap} bytes "
-                               "(raise it with max_external_bytes)")
+            raise CompileError(f"external data exceeds the size cap of {cap} bytes (at tensor "
+                               f"{name!r}, {total} bytes so far); raise max_external_bytes if "
+                               "the model is really this large")
     from onnx.external_data_helper import load_external_data_for_model
 
     try:
@@ -150,28 +170,181 @@ def _load_external(model: onnx.ModelProto, base: Path | None, cap: int) -> None:
         raise CompileError(f"could not read external data: {_first_line(e)}") from None
 
 
+def _check_external(t: onnx.TensorProto, name: str, base: Path) -> int:
+    """Validate one tensor's external data reference; returns its length in bytes."""
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    if not loc:
+        raise CompileError(f"tensor {name!r}: stored as external data but has no location")
+    if "\0" in loc or os.path.isabs(loc) or Path(loc).drive or loc.startswith("~"):
+        raise CompileError(f"tensor {name!r}: external data location {loc!r} must be a "
+                           "relative path inside the model's folder")
+    if ".." in Path(loc).parts or ".." in loc.replace("\\", "/").split("/"):
+        raise CompileError(f"tensor {name!r}: external data location {loc!r} contains '..'; "
+                           "external data must sit in the model's folder")
+    p = base / loc
+    if not p.resolve().is_relative_to(base):
+        raise CompileError(f"tensor {name!r}: external data location {loc!r} resolves outside "
+                           f"the model's folder {base} (through a symbolic link)")
+    for q in [p, *p.parents]:
+        if q == base:
+            break
+        if q.is_symlink():  # onnx refuses these too; say so clearly
+            raise CompileError(f"tensor {name!r}: external data location {loc!r} goes through "
+                               f"the symbolic link {q.relative_to(base)}; copy the data file "
+                               "into the model's folder instead")
+    if not p.exists():
+        raise CompileError(f"tensor {name!r}: external data file {loc!r} is missing "
+                           f"(looked in {base})")
+    if not p.is_file():
+        raise CompileError(f"tensor {name!r}: external data location {loc!r} is not a regular file")
+    size = p.stat().st_size
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else size - offset
+    except ValueError:
+        raise CompileError(f"tensor {name!r}: bad external data offset/length "
+                           f"({info.get('offset')!r}/{info.get('length')!r})") from None
+    if offset < 0 or length < 0:
+        raise CompileError(f"tensor {name!r}: negative external data offset/length "
+                           f"({offset}/{length})")
+    if offset + length > size:
+        raise CompileError(f"tensor {name!r}: external data file {loc!r} is shorter than "
+                           f"offset+length ({offset}+{length} > {size} bytes)")
+    need = _tensor_nbytes(t)
+    if need is not None and need != length:
+        raise CompileError(f"tensor {name!r}: external data holds {length} bytes but its shape "
+                           f"{list(t.dims)} needs {need}")
+    return length
+
+
 # ---------------------------------------------------------------------------------------------
 # import
 
-def _np_dtype(elem_type: int) -> str:
+def _type_name(elem_type: int) -> str:
     try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+        return f"{onnx.TensorProto.DataType.Name(elem_type)} ({elem_type})"
+    except ValueError:
+        return str(elem_type)
+
+
+def _np_dtype(elem_type: int, what: str = "a tensor") -> str:
+    """The IR dtype name of an ONNX element type; CompileError for types the IR lacks."""
+    try:
+        name = np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
     except Exception:  # noqa: BLE001
-        raise CompileError(f"unsupported tensor element type {elem_type}") from None
+        name = None
+    if name not in IR_DTYPES:
+        raise CompileError(f"{what} has element type {_type_name(elem_type)}, which the compiler "
+                           "does not support (use float32, int64 or bool)")
+    return name
+
+
+def _check_array(arr: np.ndarray, what: str, *, node: str | None = None,
+                 op: str | None = None) -> np.ndarray:
+    """A constant tensor's dtype must be one the IR has, and its values must be finite.
+
+    NaN is always an error.  Infinity is allowed only in a scalar (a mask's fill value, e.g.
+    ``masked_fill(mask, -inf)``) or in a mask whose finite entries are all 0 (an additive
+    causal mask); anywhere else it is a broken weight.
+    """
+    if arr.dtype.name not in IR_DTYPES:
+        raise CompileError(f"{what} has element type {arr.dtype.name}, which the compiler does "
+                           "not support (use float32, int64 or bool)", node=node, op=op)
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return arr
+    nan = int(np.count_nonzero(np.isnan(arr)))
+    if nan:
+        raise CompileError(f"{what} contains NaN ({nan} of {arr.size} values); the weights are "
+                           "broken (re-export the model from a healthy checkpoint)",
+                           node=node, op=op)
+    inf = np.isinf(arr)
+    n_inf = int(np.count_nonzero(inf))
+    if n_inf and arr.size > 1 and np.any(arr[~inf] != 0):
+        raise CompileError(f"{what} contains inf ({n_inf} of {arr.size} values); only a scalar "
+                           "fill value or a 0/-inf mask may be infinite (re-export the model "
+                           "from a healthy checkpoint)", node=node, op=op)
+    return arr
+
+
+def _decode(b: bytes, what: str) -> str:
+    try:
+        return b.decode()
+    except UnicodeDecodeError:
+        raise CompileError(f"{what} is not valid UTF-8 text") from None
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     out = {}
     for a in node.attribute:
-        v = helper.get_attribute_value(a)
+        what = f"attribute {a.name!r}"
+        try:
+            v = helper.get_attribute_value(a)
+        except Exception as e:  # noqa: BLE001
+            raise CompileError(f"{what} cannot be read: {_first_line(e)}") from None
         if isinstance(v, bytes):
-            v = v.decode()
+            v = _decode(v, what)
         elif isinstance(v, onnx.TensorProto):
-            v = numpy_helper.to_array(v)
+            v = _check_array(np.array(numpy_helper.to_array(v)), f"tensor {what}")
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode() for x in v]
+            v = [_decode(x, what) for x in v]
         out[a.name] = v
     return out
+
+
+def _static_count(shape) -> int:
+    """Number of elements counting only the static dims (a lower bound when dims are symbolic)."""
+    n = 1
+    for d in shape:
+        if not is_sym(d):
+            n *= int(d)
+    return n
+
+
+def _check_shape(shape, what: str, node: onnx.NodeProto, limit: int = MAX_ELEMENTS) -> None:
+    """Every dim is a non-negative int below MAX_DIM or a symbolic expression, and the static
+    element count stays below ``limit``."""
+    for d in shape:
+        if is_sym(d):
+            continue
+        if isinstance(d, sympy.Basic) and not d.is_integer:
+            raise CompileError(f"{what} gets a non-integer dimension {d} (shape {_fmt(shape)})",
+                               node=_label(node), op=node.op_type)
+        if int(d) < 0:
+            raise CompileError(f"{what} gets a negative dimension (shape {_fmt(shape)})",
+                               node=_label(node), op=node.op_type)
+        if int(d) > MAX_DIM:
+            raise CompileError(f"{what} gets dimension {int(d)}, above the limit of {MAX_DIM} "
+                               f"(shape {_fmt(shape)})", node=_label(node), op=node.op_type)
+    n = _static_count(shape)
+    if n > limit:
+        raise CompileError(f"{what} would have {n} elements (shape {_fmt(shape)}), above the "
+                           f"limit of {limit}", node=_label(node), op=node.op_type)
+
+
+def _label(node: onnx.NodeProto) -> str:
+    """The node's name for messages (unnamed nodes are named by their first output)."""
+    if node.name:
+        return node.name
+    first = next((o for o in node.output if o), None)
+    return f"<unnamed, output {first!r}>" if first else "<unnamed>"
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+_SYMPY_NAMES = set(vars(sympy))
+
+
+def _dim_symbol(raw: str, fallback: str):
+    """A sympy symbol for a dynamic axis, named after the ONNX dim_param where possible."""
+    name = "".join(c if c.isalnum() else "_" for c in (raw or fallback))[:64] or "d"
+    if not name[0].isalpha():
+        name = "d" + name
+    if name in _SYMPY_NAMES or keyword.iskeyword(name):  # "N", "E", "I", "beta", "lambda", ...
+        name = "d_" + name
+    return sym(name)
 
 
 class _Importer:
@@ -204,19 +377,21 @@ class _Importer:
             if arr.dtype == object:
                 raise CompileError(
                     f"tensor {name!r} depends on a dynamic axis and is used as data; only shape "
-                    "operands may depend on dynamic axes", node=node.name, op=node.op_type,
+                    "operands may depend on dynamic axes", node=_label(node), op=node.op_type,
                     hint="export with static shapes, or compute this tensor from a constant")
+            _check_array(arr, f"constant {name!r} (computed at compile time)", node=_label(node),
+                         op=node.op_type)
             self.g.add_value(name, arr.shape, arr.dtype.name, arr)
             return name
         raise CompileError(f"input {name!r} is not produced by any node, initialiser or graph "
-                           "input", node=node.name, op=node.op_type)
+                           "input", node=_label(node), op=node.op_type)
 
     def ints_of(self, name: str, node: onnx.NodeProto, what: str) -> list:
         if name not in self.known:
             raise CompileError(
                 f"{what} operand {name!r} is computed from tensor data at run time; the compiler "
                 "needs it at compile time (shape arithmetic on the input's shape is fine)",
-                node=node.name, op=node.op_type)
+                node=_label(node), op=node.op_type)
         arr = self.known[name]
         if arr.dtype != object:
             return [int(x) for x in np.asarray(arr).ravel()]
@@ -227,28 +402,33 @@ class _Importer:
         gp = self.model.graph
         inits = {t.name for t in gp.initializer}
         for t in gp.initializer:
+            if t.name in self.known:
+                raise CompileError(f"initialiser {t.name!r} is defined twice")
+            what = f"initialiser {t.name!r}"
             try:
                 arr = numpy_helper.to_array(t)
             except Exception as e:  # noqa: BLE001
-                raise CompileError(f"initialiser {t.name!r} cannot be read: {_first_line(e)}") from None
-            self.known[t.name] = np.array(arr)
-        for i, vi in enumerate(gp.input):
+                raise CompileError(f"{what} cannot be read: {_first_line(e)}") from None
+            self.known[t.name] = _check_array(np.array(arr), what)
+        for vi in gp.input:
             if vi.name in inits:
                 continue
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
                 raise CompileError(f"graph input {vi.name!r} has no tensor shape")
+            if vi.name in self.g.values:
+                raise CompileError(f"graph input {vi.name!r} is declared twice")
             dims = []
             for j, d in enumerate(tt.shape.dim):
                 if d.HasField("dim_value"):
-                    if d.dim_value <= 0:
-                        raise CompileError(f"graph input {vi.name!r}: bad dimension {d.dim_value}")
+                    if not 0 < d.dim_value <= MAX_DIM:
+                        raise CompileError(f"graph input {vi.name!r}: bad dimension {d.dim_value} "
+                                           f"(must lie in 1..{MAX_DIM})")
                     dims.append(int(d.dim_value))
                 else:
-                    name = d.dim_param if d.HasField("dim_param") and d.dim_param else f"{vi.name}_d{j}"
-                    name = "".join(c if c.isalnum() else "_" for c in name)
-                    dims.append(sym(name if name[0].isalpha() else "d" + name))
-            self.g.add_value(vi.name, dims, _np_dtype(tt.elem_type))
+                    raw = d.dim_param if d.HasField("dim_param") else ""
+                    dims.append(_dim_symbol(raw, f"{vi.name}_d{j}"))
+            self.g.add_value(vi.name, dims, _np_dtype(tt.elem_type, f"graph input {vi.name!r}"))
             self.g.inputs.append(vi.name)
         if not self.g.inputs:
             raise CompileError("the model has no runtime inputs")
@@ -269,28 +449,35 @@ class _Importer:
     def import_node(self, node: onnx.NodeProto) -> None:
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
-            raise CompileError(f"op from domain {node.domain!r} is not supported", node=node.name,
+            raise CompileError(f"op from domain {node.domain!r} is not supported", node=_label(node),
                                op=op, hint=SUPPORTED_HINT)
         if op not in SUPPORTED_OPS:
-            raise CompileError("this op is not supported", node=node.name, op=op, hint=SUPPORTED_HINT)
-        a = _attrs(node)
+            raise CompileError("this op is not supported", node=_label(node), op=op, hint=SUPPORTED_HINT)
         ins = list(node.input)
         for i in ins:
             if i and i not in self.known and i not in self.g.values:
                 raise CompileError(f"input {i!r} is used before it is produced (the graph is not "
-                                   "topologically sorted or has a cycle)", node=node.name, op=op)
+                                   "topologically sorted or has a cycle)", node=_label(node), op=op)
+        if not node.output or not node.output[0]:
+            raise CompileError("the node has no output", node=_label(node), op=op)
+        for o in node.output:
+            if o and (o in self.known or o in self.g.values):
+                raise CompileError(f"value {o!r} is produced twice", node=_label(node), op=op)
         try:
+            a = _attrs(node)
             self._import(node, op, a, ins)
-        except CompileError:
+        except CompileError as e:
+            if e.node is None and e.op is None:  # say where it happened
+                raise CompileError(e.reason, node=_label(node), op=op, hint=e.hint) from None
             raise
         except Exception as e:  # noqa: BLE001 - shape/attribute trouble in a hostile model
             raise CompileError(f"cannot import: {type(e).__name__}: {_first_line(e)}",
-                               node=node.name, op=op) from None
+                               node=_label(node), op=op) from None
 
     def _import(self, node, op, a, ins) -> None:
         outs = list(node.output)
         if op == "Constant":
-            self.known[outs[0]] = self._constant(a)
+            self.known[outs[0]] = _check_array(self._constant(a), f"Constant {outs[0]!r}")
             return
         if op in ("Identity", "Dropout"):
             src = ins[0]
@@ -310,16 +497,20 @@ class _Importer:
         if op == "CastLike":
             op, a, ins = "Cast", {"to": self.dtype_of(ins[1])}, ins[:1]
         elif op == "Cast":
-            a = {"to": _np_dtype(a["to"])}
+            a = {"to": _np_dtype(a["to"], "the Cast target")}
         attrs = self._ir_attrs(op, a, ins, node)
         data_ins = [i for k, i in enumerate(ins) if k not in {s for s, _ in SHAPE_SLOTS.get(op, [])}]
         if op == "Range":
             attrs["dtype"] = self.dtype_of(ins[0])
             data_ins = []
+            if not is_sym(attrs["delta"]) and attrs["delta"] == 0:
+                raise CompileError("Range delta is 0")
         if op == "ConstantOfShape":
-            val = a.get("value", np.zeros(1, np.float32))
-            attrs = {"shape": attrs["shape"], "value": np.asarray(val).ravel()[0].item(),
-                     "dtype": np.asarray(val).dtype.name}
+            val = np.asarray(a.get("value", np.zeros(1, np.float32)))
+            if val.size != 1:
+                raise CompileError(f"ConstantOfShape value must hold one element, not {val.size}")
+            attrs = {"shape": attrs["shape"], "value": val.ravel()[0].item(),
+                     "dtype": val.dtype.name}
         if op == "Split":
             attrs["num_outputs"] = len(outs)
         # fold when every data operand is known
@@ -333,13 +524,16 @@ class _Importer:
         self.emit(op, [self.as_value(i, node) if i else "" for i in data_ins], outs, attrs, node)
 
     def _constant(self, a: dict) -> np.ndarray:
+        if len(a) != 1:
+            raise CompileError(f"a Constant needs exactly one value attribute, got {sorted(a)}")
         if "value" in a:
             return np.array(a["value"])
         for key, dt in (("value_float", np.float32), ("value_floats", np.float32),
                         ("value_int", np.int64), ("value_ints", np.int64)):
             if key in a:
                 return np.array(a[key], dtype=dt)
-        raise CompileError(f"Constant with unsupported attribute(s) {sorted(a)}")
+        raise CompileError(f"Constant with unsupported attribute(s) {sorted(a)} (supported: value, "
+                           "value_float(s), value_int(s))")
 
     def _ir_attrs(self, op, a, ins, node) -> dict:
         attrs: dict[str, Any] = {}
@@ -360,24 +554,70 @@ class _Importer:
     def _fold(self, op, xs, attrs, node) -> list[np.ndarray] | None:
         symbolic = any(x is not None and x.dtype == object for x in xs)
         full = with_defaults(op, attrs)
+        if op == "Range" or op == "ConstantOfShape":
+            full = {k: (int(v) if isinstance(v, sympy.Basic) and v.is_number else v)
+                    for k, v in full.items()}
+        self._fold_guard(op, xs, full, node)
         if not symbolic:
-            if op == "Range" or op == "ConstantOfShape":
-                full = {k: (int(v) if isinstance(v, sympy.Basic) else v) for k, v in full.items()}
             return [np.asarray(r) for r in OPS[op].compute(xs, full)]
         return _fold_symbolic(op, xs, full)
+
+    def _fold_guard(self, op, xs, full, node) -> None:
+        """Refuse to compute a constant that is too large, before allocating it."""
+        ins = [None if x is None else
+               Value("", tuple(x.shape), "int64" if x.dtype == object else x.dtype.name)
+               for x in xs]
+        try:
+            results = OPS[op].shape(ins, full)
+        except Exception:  # noqa: BLE001 - the computation itself will report the problem
+            return
+        for shape, _ in results:
+            _check_shape(shape, "the constant computed at compile time", node,
+                         limit=MAX_FOLD_ELEMENTS)
 
     def emit(self, op, ins, outs, attrs, node) -> None:
         od = OPS[op]
         in_vals = [self.g.values[i] if i else None for i in ins]
         results = od.shape(in_vals, with_defaults(op, attrs))
+        for o, (shape, _) in zip(outs, results):
+            _check_shape(shape, f"output {o!r}", node)
+        if op in AXIS_OPS and in_vals and in_vals[0] is not None:
+            _check_axis(attrs.get("axis", AXIS_OPS[op]), in_vals[0].rank, node)
+        if op == "Reshape":
+            _check_reshape(in_vals[0].shape, results[0][0], node)
         name = node.name if node.name and node.name not in self.node_names else None
         n = self.g.add_node(op, ins, outs[:len(results)], attrs, name=name, onnx_name=node.name or None)
         self.node_names.add(n.name)
         for o, (shape, dtype) in zip(outs, results):
             if o in self.g.values or o in self.known:
-                raise CompileError(f"value {o!r} is produced twice", node=node.name, op=node.op_type)
+                raise CompileError(f"value {o!r} is produced twice", node=_label(node), op=node.op_type)
             self.g.add_value(o, [norm_dim(d) if isinstance(d, sympy.Basic) else int(d) for d in shape],
                              dtype)
+
+
+# ops whose single ``axis`` attribute their shape function does not check (default axis)
+AXIS_OPS = {"CumSum": 0, "Softmax": -1, "LayerNormalization": -1}
+
+
+def _check_axis(axis, rank: int, node) -> None:
+    if is_sym(axis) or not -max(rank, 1) <= int(axis) < max(rank, 1):
+        raise CompileError(f"axis {axis} is out of range for an input of rank {rank}",
+                           node=_label(node), op=node.op_type)
+
+
+def _check_reshape(in_shape, out_shape, node) -> None:
+    """Reshape must keep the element count (a -1 that does not divide evenly is an error)."""
+    a, b = _prod(in_shape), _prod(out_shape)
+    if not is_sym(a) and not is_sym(b):
+        ok = int(a) == int(b)
+    else:
+        diff = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
+        # a polynomial in the dims that is not identically 0 is a real mismatch; with floor,
+        # Max, ... in it the frontend cannot decide, and the run-time reshape will check
+        ok = diff == 0 or not diff.is_polynomial(*diff.free_symbols)
+    if not ok:
+        raise CompileError(f"cannot reshape {_fmt(in_shape)} ({a} elements) into "
+                           f"{_fmt(out_shape)} ({b} elements)", node=_label(node), op=node.op_type)
 
 
 def _dims_array(dims) -> np.ndarray:
@@ -457,7 +697,7 @@ def onnx_io(model: onnx.ModelProto) -> dict:
     def desc(vi):
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
-        return {"name": vi.name, "shape": dims, "dtype": _np_dtype(tt.elem_type)}
+        return {"name": vi.name, "shape": dims, "dtype": _np_dtype(tt.elem_type, f"{vi.name!r}")}
 
     return {"inputs": [desc(v) for v in model.graph.input if v.name not in inits],
             "outputs": [desc(v) for v in model.graph.output]}

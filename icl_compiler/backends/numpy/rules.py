@@ -141,18 +141,13 @@ def k_read(ng, h: HeadSpec, K, q, stats):
 def slots(ng, h: HeadSpec, scores, stats):
     if not _fixed(ng):
         return F_FUNCS[h.f](scores * h.scale)
+    from . import fixed
+
     q = ng.pop(h.slots).attrs["q"]
-    s = np.right_shift(scores, q["r"])  # arithmetic shift = floor
-    if h.f == "identity":
-        a = s
-    elif h.f == "relu":
-        a = np.maximum(s, 0)
-    else:  # relu2: square on the neuron, then shift back
-        a = np.right_shift(np.maximum(s, 0) ** 2, q["r2"])
-    clipped = np.clip(a, -PAYLOAD_MAX - 1, PAYLOAD_MAX)
-    stats.saturate(f"slots:{h.slots}", np.count_nonzero(clipped != a))
-    stats.spikes += int(np.count_nonzero(clipped))
-    return clipped
+    a = fixed.slot_f(scores, h.f, q["r"], q["r2"])  # shift, f, 24-bit clip
+    stats.saturate(f"slots:{h.slots}", np.count_nonzero((a >= PAYLOAD_MAX) | (a <= -PAYLOAD_MAX - 1)))
+    stats.spikes += int(np.count_nonzero(a))
+    return a
 
 
 def v_read(ng, h: HeadSpec, V, a, stats):
