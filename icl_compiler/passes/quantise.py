@@ -3,9 +3,12 @@
 Matches: a float :class:`NeuroGraph` (output of the lowering).
 Produces: a copy with ``precision="fixed"`` where
   * every population has a payload ``scale`` (real value = integer payload × scale), sized from
-    calibration so that its largest calibrated magnitude uses ``ACT_BITS`` bits (16-bit graded
-    activations cost no measurable accuracy in the few-shot study; payloads travel in 24 bits,
-    so there are 8 bits of headroom before saturation);
+    calibration so that its largest calibrated magnitude maps to the largest payload that (a)
+    leaves one bit of headroom below the 24-bit payload clip (``ACT_BITS``) and (b) keeps every
+    int32 synaptic accumulator it feeds exact: Σ_j |m_ij|·payload < 2^30 (Lava's Dense sums
+    2m·s in int32, see backends/numpy/fixed.py).  Two passes: scales → mantissas → limits →
+    scales.  Values beyond 2× the calibrated range saturate (counted), so calibrate on data
+    from the deployment domain that includes the longest sequences;
   * every static synapse group has int8 mantissas ``m`` and an exponent ``e`` with
     ``m·2^e ≈ W·scale_pre/scale_post`` (per matrix; the mantissa keeps 8 bits even after Lava
     doubles it and drops the lowest bit, see backends/numpy/fixed.py);
@@ -31,7 +34,8 @@ import numpy as np
 from ..errors import CompileError
 from ..ir.neuro import NeuroGraph, SynapseGroup
 
-ACT_BITS = 15  # magnitude bits of a graded activation payload (16-bit signed)
+ACT_BITS = 22  # magnitude bits of a graded payload at most (24-bit payloads: 1 bit headroom),
+# lowered per population so that every int32 synaptic accumulator stays exact
 ACT_MAX = 2**ACT_BITS - 1
 KV_MAX = 127  # plastic K/V range (DESIGN §4)
 KV_TARGET = 126  # calibrated max maps here: 1 LSB of headroom for weight rounding
@@ -101,94 +105,13 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         if not np.isfinite(v):
             raise CompileError(f"calibration produced a non-finite value in {name}; check the "
                                "weights and the calibration data")
-    q = copy.deepcopy(fq)
-    q.g.graph["precision"] = "fixed"
-
-    def mx(key: str) -> float:
-        return max(rec.get(key, 0.0), 1e-12)
-
-    # k and v are bounded by the plastic weights' 8 bits; q only by the int32 read Σ k·q
-    head_pops = {h.k: KV_TARGET for h in q.heads} | {h.v: KV_TARGET for h in q.heads} | {
-        h.q: min(ACT_MAX, ACC_LIMIT // (KV_MAX * q.pop(h.q).size)) for h in q.heads}
-    outs = {h.out: h for h in q.heads}
-    # 1. population scales
-    for p in q.populations():
-        p.attrs = dict(p.attrs)
-        if p.model == "input":
-            if p.attrs.get("encoding") in ("one_hot", "position"):
-                p.scale = 1.0 / ONE_HOT
-                p.attrs["q"] = {"one": ONE_HOT}
-            else:
-                p.scale = mx(p.name) / ACT_MAX
-            continue
-        if p.model == "slot" or p.name in outs:
-            continue  # set with the head below
-        limit = head_pops.get(p.name, ACT_MAX)
-        p.scale = mx(p.name) / limit
-        if head_pops.get(p.name) == KV_TARGET:
-            # 8-bit k/q/v: the synapses deliver ROUND_BITS more bits and the neuron rounds
-            # (out = (current + 2^(R-1)) >> R) so the plastic values are unbiased, not floored
-            p.attrs["q"] = {"shift": ROUND_BITS, "in_scale": p.scale / 2**ROUND_BITS}
-        if p.model == "norm":
-            p.attrs["q"] = {"in_scale": mx(p.name + ":current") / ACT_MAX}
-    # 2. heads: slot shift, V-read exponent, output scale
-    head_params = []
-    for h in q.heads:
-        sk, sq, sv = q.pop(h.k).scale, q.pop(h.q).scale, q.pop(h.v).scale
-        c = h.scale * sk * sq  # real score per integer score unit
-        score_int = mx(h.slots + ":score") / c
-        # slot outputs: 24-bit payloads, and Σ_t V[:, t]·a_t must stay inside int32
-        a_max = min(2**20, ACC_LIMIT // (KV_MAX * h.t_max))
-        r2 = 0
-        if h.f == "relu2":
-            r = max(0, _exp_for(score_int, min(a_max, 2**15)))  # a1 = relu(s >> r), a1² < 2^31
-            a1 = score_int / 2**r
-            r2 = max(0, _exp_for(a1 * a1, a_max))
-            sa = (c * 2**r) ** 2 * 2**r2
-        else:
-            r = max(0, _exp_for(score_int, a_max))
-            sa = c * 2**r
-        slots = q.pop(h.slots)
-        slots.scale = sa
-        slots.attrs["q"] = {"r": r, "r2": r2}
-        acc_int = mx(h.out + ":acc") / (sv * sa)
-        e_v = -max(0, _exp_for(acc_int, ACT_MAX))
-        out = q.pop(h.out)
-        if h.normalise == "rowsum":
-            out.scale = mx(h.out) / ACT_MAX
-        else:
-            out.scale = sv * sa * 2.0**(-e_v)
-        out.attrs["q"] = {"e_v": e_v, "s_v": sv, "s_a": sa}
-        head_params.append({"layer": h.layer, "head": h.head, "k_scale": sk, "q_scale": sq,
-                            "v_scale": sv, "slot_shift": r, "slot_shift2": r2, "v_read_exp": e_v})
-    # 3. synapses and biases
     if weight_bits not in (8, 16):
         raise ValueError("weight_bits must be 8 or 16")
-    mats = []
-    for s in list(q.synapses()):
-        if s.plastic:
-            s.weights = np.zeros(s.weights.shape, np.int64)
-            continue
-        pre, post = q.pop(s.pre), q.pop(s.post)
-        tgt = post.attrs.get("q", {}).get("in_scale", post.scale)
-        M = s.weights * (pre.scale / tgt)
-        s.weights, s.exp = quantise_matrix(M)
-        approx = s.weights * 2.0**s.exp
-        if weight_bits == 16 and np.any(approx != M):
-            # a second int8 synapse group carries the residual: W ≈ m_hi·2^e + m_lo·2^e_lo
-            m_lo, e_lo = quantise_matrix(M - approx)
-            if np.any(m_lo):
-                q.add_synapses(SynapseGroup(name=s.name + ":lo", pre=s.pre, post=s.post,
-                                            weights=m_lo, exp=e_lo, attrs={"part": "lo"}))
-                approx = approx + m_lo * 2.0**e_lo
-        err = float(np.max(np.abs(approx - M))) / max(float(np.max(np.abs(M))), 1e-30)
-        mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 7)})
-    for p in q.populations():
-        shift = p.attrs.get("q", {}).get("shift", 0)
-        if p.bias is not None or shift:
-            tgt = p.attrs.get("q", {}).get("in_scale", p.scale)
-            b = np.zeros(p.size) if p.bias is None else np.asarray(p.bias)
-            p.bias = np.round(b / tgt).astype(np.int64) + (2 ** (shift - 1) if shift else 0)
+    # pass 1 with the default payload limits; pass 2 with each population's limit lowered so
+    # that every consumer's int32 accumulator Σ m·s stays exact (|Σ| < ACC_LIMIT)
+    q, mats, head_params = _assign(fq, rec, {}, weight_bits)
+    limits = _accumulator_limits(q)
+    q, mats, head_params = _assign(fq, rec, limits, weight_bits)
     # 4. measure saturation on the calibration data in fixed point
     from ..backends.numpy.emulator import Emulator
 
@@ -219,6 +142,114 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
                     f"{source.split(':')[0]}"),
     }
     return q, report
+
+
+def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
+            weight_bits: int) -> tuple[NeuroGraph, list, list]:
+    """Scales, mantissas, exponents and head shifts for given per-population payload limits."""
+    q = copy.deepcopy(fq)
+    q.g.graph["precision"] = "fixed"
+
+    def mx(key: str) -> float:
+        return max(rec.get(key, 0.0), 1e-12)
+
+    def lim(name: str, default: int) -> int:
+        return min(default, limits.get(name, default))
+
+    # k and v are bounded by the plastic weights' 8 bits; q only by the int32 read Σ k·q
+    head_pops = {h.k: KV_TARGET for h in q.heads} | {h.v: KV_TARGET for h in q.heads} | {
+        h.q: lim(h.q, ACC_LIMIT // (KV_MAX * q.pop(h.q).size)) for h in q.heads}
+    outs = {h.out: h for h in q.heads}
+    # 1. population scales
+    for p in q.populations():
+        p.attrs = dict(p.attrs)
+        if p.model == "input":
+            if p.attrs.get("encoding") in ("one_hot", "position"):
+                p.scale = 1.0 / ONE_HOT
+                p.attrs["q"] = {"one": ONE_HOT}
+            else:
+                p.scale = mx(p.name) / lim(p.name, ACT_MAX)
+            continue
+        if p.model == "slot" or p.name in outs:
+            continue  # set with the head below
+        limit = head_pops.get(p.name, lim(p.name, ACT_MAX))
+        p.scale = mx(p.name) / limit
+        if head_pops.get(p.name) == KV_TARGET:
+            # 8-bit k/q/v: the synapses deliver ROUND_BITS more bits and the neuron rounds
+            # (out = (current + 2^(R-1)) >> R) so the plastic values are unbiased, not floored
+            p.attrs["q"] = {"shift": ROUND_BITS, "in_scale": p.scale / 2**ROUND_BITS}
+        if p.model == "norm":
+            p.attrs["q"] = {"in_scale": mx(p.name + ":current") / ACT_MAX}
+    # 2. heads: slot shift, V-read exponent, output scale
+    head_params = []
+    for h in q.heads:
+        sk, sq, sv = q.pop(h.k).scale, q.pop(h.q).scale, q.pop(h.v).scale
+        c = h.scale * sk * sq  # real score per integer score unit
+        score_int = mx(h.slots + ":score") / c
+        # slot outputs: 24-bit payloads, and Σ_t V[:, t]·a_t must stay inside int32
+        a_max = min(2**20, ACC_LIMIT // (KV_MAX * h.t_max))
+        r2 = 0
+        if h.f == "relu2":
+            r = max(0, _exp_for(score_int, min(a_max, 2**15)))  # a1 = relu(s >> r), a1² < 2^31
+            a1 = score_int / 2**r
+            r2 = max(0, _exp_for(a1 * a1, a_max))
+            sa = (c * 2**r) ** 2 * 2**r2
+        else:
+            r = max(0, _exp_for(score_int, a_max))
+            sa = c * 2**r
+        slots = q.pop(h.slots)
+        slots.scale = sa
+        slots.attrs["q"] = {"r": r, "r2": r2}
+        acc_int = mx(h.out + ":acc") / (sv * sa)
+        e_v = -max(0, _exp_for(acc_int, lim(h.out, ACT_MAX)))
+        out = q.pop(h.out)
+        if h.normalise == "rowsum":
+            out.scale = mx(h.out) / lim(h.out, ACT_MAX)
+        else:
+            out.scale = sv * sa * 2.0**(-e_v)
+        out.attrs["q"] = {"e_v": e_v, "s_v": sv, "s_a": sa}
+        head_params.append({"layer": h.layer, "head": h.head, "k_scale": sk, "q_scale": sq,
+                            "v_scale": sv, "slot_shift": r, "slot_shift2": r2, "v_read_exp": e_v})
+    # 3. synapses and biases
+    mats = []
+    for s in list(q.synapses()):
+        if s.plastic:
+            s.weights = np.zeros(s.weights.shape, np.int64)
+            continue
+        pre, post = q.pop(s.pre), q.pop(s.post)
+        tgt = post.attrs.get("q", {}).get("in_scale", post.scale)
+        M = s.weights * (pre.scale / tgt)
+        s.weights, s.exp = quantise_matrix(M)
+        approx = s.weights * 2.0**s.exp
+        if weight_bits == 16 and np.any(approx != M):
+            # a second int8 synapse group carries the residual: W ≈ m_hi·2^e + m_lo·2^e_lo
+            m_lo, e_lo = quantise_matrix(M - approx)
+            if np.any(m_lo):
+                q.add_synapses(SynapseGroup(name=s.name + ":lo", pre=s.pre, post=s.post,
+                                            weights=m_lo, exp=e_lo, attrs={"part": "lo"}))
+                approx = approx + m_lo * 2.0**e_lo
+        err = float(np.max(np.abs(approx - M))) / max(float(np.max(np.abs(M))), 1e-30)
+        mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 7)})
+    for p in q.populations():
+        shift = p.attrs.get("q", {}).get("shift", 0)
+        if p.bias is not None or shift:
+            tgt = p.attrs.get("q", {}).get("in_scale", p.scale)
+            b = np.zeros(p.size) if p.bias is None else np.asarray(p.bias)
+            p.bias = np.round(b / tgt).astype(np.int64) + (2 ** (shift - 1) if shift else 0)
+    return q, mats, head_params
+
+
+def _accumulator_limits(q: NeuroGraph) -> dict[str, int]:
+    """Per population: the largest payload that keeps Σ_j |m_ij|·payload < ACC_LIMIT in every
+    static synapse group it feeds (Lava's Dense sums 2m·s in int32, fixed.py)."""
+    limits: dict[str, int] = {}
+    for s in q.synapses():
+        if s.plastic or not s.weights.size:
+            continue
+        row = int(np.max(np.sum(np.abs(s.weights.astype(np.int64)), axis=1)))
+        if row:
+            limits[s.pre] = min(limits.get(s.pre, ACT_MAX), max(1, ACC_LIMIT // row))
+    return limits
 
 
 def _check_calibration(ng: NeuroGraph, x: np.ndarray) -> None:

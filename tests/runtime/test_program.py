@@ -14,19 +14,19 @@ from tests.helpers import fixture, fixture_names
 # 16-bit weights = two int8 synapse groups per matrix; 8-bit = one.
 FIXED_ERROR = {
     # name: (8-bit weights, 16-bit weights)
-    "tok_identity_trilmul_1l1h": (0.0412, 0.0097),
-    "tok_identity_fill0_2l2h_ln": (0.0439, 0.0109),
-    "tok_relu_fillneg_2l2h_ln_pos": (0.0702, 0.0145),
-    "feat_relu_where_1l2h_rms": (0.0576, 0.0090),
-    "feat_relu2_additive_2l4h_lndec": (0.0427, 0.0106),
-    "tok_relu_rownorm_trilmul_1l2h": (0.0145, 0.0034),
-    "tok_relu_perhead_fillneginf_1l2h": (0.0254, 0.0090),
-    "feat_relu_wherearange_fused_2l2h": (0.0286, 0.0034),
-    "feat_identity_trilmul_1l4h_noMLP": (0.0254, 0.0030),
-    "dyn_tok_relu_fillneg_2l2h_ln": (0.0432, 0.0072),
+    "tok_identity_trilmul_1l1h": (0.0368, 0.0077),
+    "tok_identity_fill0_2l2h_ln": (0.0404, 0.0109),
+    "tok_relu_fillneg_2l2h_ln_pos": (0.0662, 0.0135),
+    "feat_relu_where_1l2h_rms": (0.0247, 0.0068),
+    "feat_relu2_additive_2l4h_lndec": (0.0419, 0.0087),
+    "tok_relu_rownorm_trilmul_1l2h": (0.0153, 0.0033),
+    "tok_relu_perhead_fillneginf_1l2h": (0.0293, 0.0089),
+    "feat_relu_wherearange_fused_2l2h": (0.0588, 0.0041),
+    "feat_identity_trilmul_1l4h_noMLP": (0.0168, 0.0035),
+    "dyn_tok_relu_fillneg_2l2h_ln": (0.0328, 0.0074),
     # ill-conditioned: a RMSNorm rescales one low-norm token whose attention output carries the
     # global 8-bit K/V quantisation step (see closing note of issue 4)
-    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.3346, 0.0601),
+    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.5176, 0.0558),
 }
 NAMES = fixture_names(softmax=False)
 
