@@ -39,9 +39,11 @@ Tiling (the splits)
 -------------------
 For each population the pass first tries *post-axis* tiling: the widest range w whose neurons,
 fan-in and synapse memory fit a core (binary search, the cost is monotone in w), then ⌈N/w⌉
-tiles of balanced width.  If even one neuron does not fit (fan-in > FAN_IN_PER_CORE, or one
-post neuron's synapses exceed the memory), the concatenated input axis is cut into balanced
-*chunks* (pre-axis tiling).  Each chunk gets its own ``partial`` tiles; for neuro-core
+tiles of balanced width — or, when balancing leaves the 64-synapse blocks under-filled (< 90 %),
+full tiles of w rounded down to whole blocks plus one remainder tile that packs with others.
+If even one neuron does not fit (fan-in > FAN_IN_PER_CORE, or one post neuron's synapses exceed
+the memory), the concatenated input axis is cut into *chunks* of the largest fitting size plus
+a remainder (pre-axis tiling).  Each chunk gets its own ``partial`` tiles; for neuro-core
 populations ``sum`` tiles add the chunks' partial currents (one 1-weight axon per chunk and
 neuron); for embedded/host populations the partial currents go straight to the embedded core or
 host, which adds them (counted as ops).  Attention heads are tiled along the *slot* axis when a
@@ -98,11 +100,14 @@ the pre axis by the pre pieces and the plan's fan-in chunks.  Exactness:
   point a group's output is ``floor(Σ m·s·2^e)``; separate groups floor separately, so one group
   per segment is used only where that is exact — ``e ≥ 0`` (no floor) or a one-hot pre
   population (tokens/positions: at most one non-zero term per token).  Otherwise the segments
-  feed an *accumulator* population with ``e = 0`` (unshifted partial sums, exact integers) and one
-  identity group (mantissa 1) with the original exponent carries ``floor(Σ·2^e)`` into the post
-  population — bit-exact as long as the accumulator's payload is passed unclipped (Lava's stock
-  ``GradedVec`` adds in int32, see backends/numpy/fixed.py; the emulator's graded neuron must do
-  the same — if it clips at 24 bits, large unshifted sums saturate and the emulator reports it).
+  feed an *accumulator* population through groups with ``e = 0`` (unshifted partial sums, exact
+  integers, added in the neuron's int32 current like one dendritic sum); the accumulator neuron
+  right-shifts its current once by ``-e`` (``attrs["q"]["shift"]``, the floor shift the emulator
+  already applies for the quantiser's rounding k/q/v neurons) and an identity group with
+  ``e = 0`` adds that value — exactly the original group's ``floor(Σ m·s·2^e)`` — to the post
+  population.  The accumulator's payload has the magnitude of the original group's output (a
+  post-current contribution), so it stays inside 24 bits whenever the original current did.
+  Cost: one more neuron per post neuron and one step of pipeline delay (the schedule is redone).
 * attention heads stay whole (their k, q, v, slots and out populations and K/V synapses are not
   split): the emulator evaluates a head as one unit.  ``split_graph`` raises a CompileError when
   one head does not fit a core.  Slot-axis splitting is modelled by ``partition`` only.
@@ -168,6 +173,7 @@ class _In:
     wbits: int
     plastic: bool
     one_hot: bool
+    diag: bool = False  # one input per (pre index, post neuron) with one weight: partial sums
 
 
 @dataclass
@@ -240,6 +246,12 @@ class _Planner:
         plastic_axons = 0
         for syn, lo, hi in inputs:
             i = by_syn[syn]
+            if i.diag:  # each post neuron gets its own axon from each of hi - lo partial sums
+                ax = (hi - lo) * posts
+                fan_in += ax
+                bits += dense_bits(ax, 1, i.wbits)
+                syns += ax
+                continue
             ax = (hi - lo) * i.axf
             fan_in += ax
             bits += dense_bits(ax, posts, i.wbits)
@@ -314,14 +326,15 @@ class _Planner:
                                f"({ins[0].pre_size * ins[0].axf} input axons) do not fit a core "
                                f"(fan-in {self.cap_f}, {self.cap_b} synapse bits)",
                                hint="reduce the head dimension d_k")
-        # pre-axis tiling: cut the concatenated input axis into balanced chunks
+        # pre-axis tiling: cut the concatenated input axis into chunks
         plan.chunks = chunks = self._chunks(p, ins, by_syn, mult)
         for c, inputs in enumerate(chunks):
             wc = self.max_width(inputs, by_syn, p.size, mult, False)
             self._tile_range(plan, "partial", inputs, by_syn, wc, False, chunk=c)
         if cls == "neurocore":
             k = len(chunks)
-            sum_in = _In(f"{p.name}:partials", p.name, k, 1, self.t.weight_bits, False, False)
+            sum_in = _In(f"{p.name}:partials", p.name, k, 1, self.t.weight_bits, False, False,
+                         diag=True)
             by_sum = {sum_in.syn: sum_in}
             ws = self.max_width([(sum_in.syn, 0, k)], by_sum, p.size, mult, False)
             if ws == 0:
@@ -352,7 +365,7 @@ class _Planner:
             self.add_tile(plan, kind, a, b, inputs, by_syn, rowsum, chunk)
 
     def _chunks(self, p, ins, by_syn, mult) -> list[list]:
-        """Balanced chunks of the input axis, each small enough for one post neuron on a core."""
+        """Chunks of the input axis, each small enough for one post neuron on a core."""
         units = [(i, i.pre_size) for i in ins]
         total_axons = sum(i.pre_size * i.axf for i in ins)
         # largest chunk (in axons) whose one-neuron tile fits, using the widest weight format
@@ -547,7 +560,7 @@ def _assign_chips(n_cores: int, core_edges: dict, t: Target, budget_s: float = 2
     def cut(A, B):
         return sum(d["w"] for u, v, d in g.edges(A, data=True) if v in B)
 
-    for sweep in range(2):
+    for _sweep in range(2):
         improved = False
         for c in range(n_chips - 1):
             if time.perf_counter() - t0 > budget_s:
@@ -710,6 +723,10 @@ def partition(ng: NeuroGraph, target=None) -> dict:
         "embedded_ops": emb_ops,
         "embedded_ops_per_token": int(sum(x["ops_per_token"] for x in emb_ops)),
         "embedded_placement": emb_chip,
+        # populations per chip vs the chip's embedded cores (more than that share a core)
+        "embedded_per_chip": {str(c): n for c, n in sorted(
+            {c: sum(1 for v in emb_chip.values() if v == c) for c in set(emb_chip.values())}.items())},
+        "embedded_cores_per_chip": t.embedded_cores_per_chip,
         "host_ops": host_ops,
         "host_ops_per_token": int(sum(x["ops_per_token"] for x in host_ops)),
         "placement": placement,
@@ -812,7 +829,9 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
     for p in ng.populations():
         for name, a, b in pieces[p.name]:
             if name == p.name:
-                out.add_population(copy.deepcopy(p))
+                q = copy.deepcopy(p)
+                q.attrs.pop("cores", None)  # placement annotations belong to the unsplit graph
+                out.add_population(q)
                 continue
             q = copy.deepcopy(p)
             q.name, q.size = name, b - a
@@ -825,7 +844,7 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
         if s.plastic:
             out.add_synapses(copy.deepcopy(s))
             continue
-        pre, post = ng.pop(s.pre), ng.pop(s.post)
+        pre = ng.pop(s.pre)
         # pre segments: plan chunk boundaries ∩ pre pieces
         cuts = {0, pre.size}
         plan = pl.plans[s.post]
@@ -847,13 +866,15 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
         for qname, qa, qb in pieces[s.post]:
             Wq = W[qa:qb]
             if direct:
-                for j, (pname, pa, lo, hi) in enumerate(segs):
+                for pname, pa, lo, hi in segs:
                     _add_seg(out, s, pname, qname, Wq, pieces, s.pre, pa, lo, hi, s.exp,
                              f"{s.name}|{qname}|{lo}:{hi}" if (len(segs) > 1 or qname != s.post)
                              else s.name, qa, qb)
                 continue
-            # accumulators of at most one core's neurons each; every post neuron is fed by
-            # exactly one accumulator neuron, so the per-group floor is the floor of one term
+            # accumulators of at most one core's neurons each: the segments arrive unshifted
+            # (e = 0, exact integers), the accumulator neuron applies the group's shift once
+            # (q.shift: floor(Σ / 2^-e), the emulator's rounding-neuron rule) and an identity
+            # group (e = 0) adds that exact floor(Σ m·s·2^e) to the post population's current
             qpop = ng.pop(s.post)
             step = max(1, t.neurons_per_core)
             for sa in range(qa, qb, step):
@@ -862,8 +883,9 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
                 acc = f"{qname}.acc{n_acc}"
                 out.add_population(Population(
                     name=acc, size=sb - sa, model="graded", layer=qpop.layer, placement="neurocore",
-                    scale=float(qpop.attrs.get("q", {}).get("in_scale", qpop.scale)) * 2.0 ** s.exp,
-                    attrs={"partial_sum_of": s.name, "unshifted": True, "range": [sa, sb]}))
+                    scale=float(qpop.attrs.get("q", {}).get("in_scale", qpop.scale)),
+                    attrs={"partial_sum_of": s.name, "range": [sa, sb],
+                           "q": {"shift": -int(s.exp)}}))
                 Ws = W[sa:sb]
                 for pname, pa, lo, hi in segs:
                     _add_seg(out, s, pname, acc, Ws, pieces, s.pre, pa, lo, hi, 0,
@@ -871,7 +893,7 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
                 sel = np.zeros((qb - qa, sb - sa), dtype=W.dtype)
                 sel[np.arange(sa - qa, sb - qa), np.arange(sb - sa)] = 1
                 out.add_synapses(SynapseGroup(name=f"{s.name}|{acc}->{qname}", pre=acc, post=qname,
-                                              weights=sel, exp=s.exp, role="static",
+                                              weights=sel, exp=0, role="static",
                                               attrs={"split_of": s.name, "accumulated": True,
                                                      "post_range": [sa, sb]}))
     # keep the io contract: output and input populations were never split
