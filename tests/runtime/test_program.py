@@ -14,19 +14,19 @@ from tests.helpers import fixture, fixture_names
 # 16-bit weights = two int8 synapse groups per matrix; 8-bit = one.
 FIXED_ERROR = {
     # name: (8-bit weights, 16-bit weights)
-    "tok_identity_trilmul_1l1h": (0.0368, 0.0077),
-    "tok_identity_fill0_2l2h_ln": (0.0404, 0.0109),
-    "tok_relu_fillneg_2l2h_ln_pos": (0.0662, 0.0135),
-    "feat_relu_where_1l2h_rms": (0.0247, 0.0068),
-    "feat_relu2_additive_2l4h_lndec": (0.0419, 0.0087),
-    "tok_relu_rownorm_trilmul_1l2h": (0.0153, 0.0033),
-    "tok_relu_perhead_fillneginf_1l2h": (0.0293, 0.0089),
-    "feat_relu_wherearange_fused_2l2h": (0.0588, 0.0041),
-    "feat_identity_trilmul_1l4h_noMLP": (0.0168, 0.0035),
-    "dyn_tok_relu_fillneg_2l2h_ln": (0.0328, 0.0074),
+    "tok_identity_trilmul_1l1h": (0.0351, 0.0077),
+    "tok_identity_fill0_2l2h_ln": (0.0379, 0.0108),
+    "tok_relu_fillneg_2l2h_ln_pos": (0.0454, 0.0143),
+    "feat_relu_where_1l2h_rms": (0.0271, 0.0069),
+    "feat_relu2_additive_2l4h_lndec": (0.0298, 0.0088),
+    "tok_relu_rownorm_trilmul_1l2h": (0.023, 0.0033),
+    "tok_relu_perhead_fillneginf_1l2h": (0.0258, 0.0089),
+    "feat_relu_wherearange_fused_2l2h": (0.0276, 0.0042),
+    "feat_identity_trilmul_1l4h_noMLP": (0.0183, 0.0036),
+    "dyn_tok_relu_fillneg_2l2h_ln": (0.0373, 0.0069),
     # ill-conditioned: a RMSNorm rescales one low-norm token whose attention output carries the
     # global 8-bit K/V quantisation step (see closing note of issue 4)
-    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.5176, 0.0558),
+    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.4637, 0.0541),
 }
 NAMES = fixture_names(softmax=False)
 
