@@ -6,7 +6,10 @@
       kq source ─▶ K LearningDense (2d → T_max, Loihi2F) ─▶ SlotNeuron ─▶ V LearningDense ─▶ ValueNeuron ─▶ sink
                          ▲ s_in_bap ◀──────────────────────── bap           (T_max → d_v, Loihi3F)  │
                                                                               ▲ s_in_y1..3 ◀────────┘
-      v source ─▶ ValueNeuron.v_in
+      v source ─▶ ValueNeuron.vin0
+
+  (the slot and value neurons host one head here: ports ``a0``/``s0``/``bap0`` and
+  ``a0``/``vin0``/``y*_0``; a compiled program's network is ``backends.lava.plan``).
 
   7 Lava processes (4 for the head itself: 2 LearningDense + 2 custom neurons; 3 for I/O).
   ``HEAD_STEPS_PER_TOKEN = 2``: step A_t = t0 + 2t writes k_t (source sends ``k_payload(k_t)``, the
@@ -181,21 +184,21 @@ def run_head(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,
     k_syn = LearningDense(weights=np.zeros((t_max, 2 * d), np.int32), weight_exp=int(k_exp),
                           num_message_bits=24, learning_rule=k_rule(),
                           graded_spike_cfg=GradedSpikeCfg.OVERWRITE, name="K")
-    slots = SlotNeuron(shape=(t_max,), f=f, r=r, r2=r2, name="slots")
+    slots = SlotNeuron(heads=[{"size": t_max, "f": f, "r": r, "r2": r2}], name="slots")
     v_syn = LearningDense(weights=np.zeros((dv, t_max), np.int32), weight_exp=int(v_exp),
                           num_message_bits=24, learning_rule=v_rule(), name="V")
-    vals = ValueNeuron(shape=(dv,), name="values")
+    vals = ValueNeuron(heads=[{"size": dv, "out": (0, dv)}], name="values")
     sink = Sink(shape=(dv,), buffer=steps)
 
     kq_src.s_out.connect(k_syn.s_in)
-    k_syn.a_out.connect(slots.a_in)
-    slots.bap.connect(k_syn.s_in_bap)
-    slots.s_out.connect(v_syn.s_in)
-    v_syn.a_out.connect(vals.a_in)
-    v_src.s_out.connect(vals.v_in)
-    vals.y1.connect(v_syn.s_in_y1)
-    vals.y2.connect(v_syn.s_in_y2)
-    vals.y3.connect(v_syn.s_in_y3)
+    k_syn.a_out.connect(slots.a0)
+    slots.bap0.connect(k_syn.s_in_bap)
+    slots.s0.connect(v_syn.s_in)
+    v_syn.a_out.connect(vals.a0)
+    v_src.s_out.connect(vals.vin0)
+    vals.y1_0.connect(v_syn.s_in_y1)
+    vals.y2_0.connect(v_syn.s_in_y2)
+    vals.y3_0.connect(v_syn.s_in_y3)
     vals.s_out.connect(sink.a_in)
 
     def fetch():
@@ -229,18 +232,18 @@ def run_value_stage(scores, vs, t_max: int, f: str = "relu", tag: str = "fixed_p
     vdata = np.zeros((dv, steps), dt)
     vdata[:, 1 : 2 * T : 2] = vs.T
     s_src, v_src = Source(data=sdata), Source(data=vdata)
-    slots = SlotNeuron(shape=(t_max,), f=f, **slot_kw)
+    slots = SlotNeuron(heads=[{"size": t_max, "f": f, **slot_kw}])
     v_syn = LearningDense(weights=np.zeros((dv, t_max), dt), num_message_bits=24,
                           learning_rule=v_rule())
-    vals = ValueNeuron(shape=(dv,))
+    vals = ValueNeuron(heads=[{"size": dv, "out": (0, dv)}], fixed=tag == "fixed_pt")
     sink = Sink(shape=(dv,), buffer=steps)
-    s_src.s_out.connect(slots.a_in)
-    slots.s_out.connect(v_syn.s_in)
-    v_syn.a_out.connect(vals.a_in)
-    v_src.s_out.connect(vals.v_in)
-    vals.y1.connect(v_syn.s_in_y1)
-    vals.y2.connect(v_syn.s_in_y2)
-    vals.y3.connect(v_syn.s_in_y3)
+    s_src.s_out.connect(slots.a0)
+    slots.s0.connect(v_syn.s_in)
+    v_syn.a_out.connect(vals.a0)
+    v_src.s_out.connect(vals.vin0)
+    vals.y1_0.connect(v_syn.s_in_y1)
+    vals.y2_0.connect(v_syn.s_in_y2)
+    vals.y3_0.connect(v_syn.s_in_y3)
     vals.s_out.connect(sink.a_in)
     out, V = _run(s_src, steps, tag, lambda: (sink.data.get(), v_syn.weights.get()))
     return np.asarray(out.T)[HEAD_LATENCY : HEAD_LATENCY + 2 * T : 2], np.asarray(V)

@@ -12,61 +12,65 @@ from icl_compiler.backends.numpy.fixed import slot_f
 
 
 class _AbstractSlotModel(PyLoihiProcessModel):
-    a_in = None
-    s_out = None
-    bap = None
-    out = None
+    dtype = np.int32
 
-    def _f(self, a):
+    def _f(self, h, a):
         raise NotImplementedError
 
     def run_spk(self) -> None:
-        a = self.a_in.recv()
-        p = self.proc_params
-        n = self.time_step - p["t0"]
-        shape = self.out.shape
-        s = np.zeros(shape, self.out.dtype)
-        bap = np.zeros(shape, np.int32)
-        if n >= 0:
-            tok, phase = divmod(n, p["steps_per_token"])
-            if phase == 0:
-                s = self._f(a)
-                if tok < shape[0]:
-                    bap[tok] = 1
-            elif tok < shape[0]:
-                s[tok] = p["onehot"]
-        self.out = s
-        self.s_out.send(s)
-        self.bap.send(bap)
+        for i, h in enumerate(self.proc_params["heads"]):
+            a = getattr(self, f"a{i}").recv()
+            n = self.time_step - 1
+            if h["seq_len"]:
+                n %= h["seq_len"]
+            m = n - h["anchor"]
+            size = h["size"]
+            limit = size if h["tokens"] is None else min(size, h["tokens"])
+            s = np.zeros(size, self.dtype)
+            bap = np.zeros(size, np.int32)
+            if m == -1 and h["clear"]:
+                bap[:] = 1
+                s[:] = h["onehot"]
+            elif m >= 0:
+                tok, phase = divmod(m, 2)
+                if phase == 0:
+                    if tok < limit:
+                        bap[tok] = 1
+                    if h["tokens"] is None or 1 <= tok <= h["tokens"]:
+                        s = self._f(h, a)
+                elif tok < limit:
+                    s[tok] = h["onehot"]
+            getattr(self, f"s{i}").send(s)
+            getattr(self, f"bap{i}").send(bap)
 
 
 @implements(proc=SlotNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
 class PySlotNeuronModelFixed(_AbstractSlotModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    out: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-
-    def _f(self, a):
-        p = self.proc_params
-        return slot_f(a, p["f"], p["r"], p["r2"]).astype(np.int32)
+    def _f(self, h, a):
+        return slot_f(a, h["f"], h["r"], h["r2"]).astype(np.int32)
 
 
 @implements(proc=SlotNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
 class PySlotNeuronModelFloat(_AbstractSlotModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    out: np.ndarray = LavaPyType(np.ndarray, float)
+    dtype = np.float64
 
-    def _f(self, a):
-        p = self.proc_params
-        x = np.asarray(a, float) * p["scale"]
-        if p["f"] == "identity":
+    def _f(self, h, a):
+        x = np.asarray(a, float) * h["scale"]
+        if h["f"] == "identity":
             return x
         x = np.maximum(x, 0.0)
-        return x * x if p["f"] == "relu2" else x
+        return x * x if h["f"] == "relu2" else x
+
+
+_I32 = {"precision": 24}
+for _i in range(SlotNeuron.max_heads):
+    setattr(PySlotNeuronModelFixed, f"a{_i}", LavaPyType(PyInPort.VEC_DENSE, np.int32, **_I32))
+    setattr(PySlotNeuronModelFixed, f"s{_i}", LavaPyType(PyOutPort.VEC_DENSE, np.int32, **_I32))
+    setattr(PySlotNeuronModelFloat, f"a{_i}", LavaPyType(PyInPort.VEC_DENSE, float))
+    setattr(PySlotNeuronModelFloat, f"s{_i}", LavaPyType(PyOutPort.VEC_DENSE, float))
+    for _m in (PySlotNeuronModelFixed, PySlotNeuronModelFloat):
+        setattr(_m, f"bap{_i}", LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1))

@@ -1,38 +1,60 @@
-"""SlotNeuron: the T_max attention slot neurons of one plastic head (gated, applying f, driving bAPs).
+"""SlotNeuron: the attention slot neurons of up to ``MAX_HEADS`` plastic heads (gated, applying f,
+driving the bAPs).  Head i uses ports ``a{i}`` (scores from its K synapses), ``s{i}`` (slot outputs
+to its V synapses) and ``bap{i}`` (back-propagating spikes to its K synapses).
 
-Schedule (``steps_per_token = 2``; step n ≥ t0, token ``tok = (n − t0) // 2``, phase ``(n − t0) % 2``):
+Per-head schedule (2 steps per token).  ``n`` = the step within the sequence
+(``(time_step − 1) mod seq_len`` when ``seq_len`` is given, else ``time_step − 1``),
+``m = n − anchor``, token ``tok = m // 2``, phase ``m % 2``:
 
-* phase A (K write of token tok): ``s_out = slot_f(a_in)`` — the scores of the previous token's query
-  (the K LearningDense delivers them one step after the read) — and ``bap`` = one-hot(tok), which
-  marks row tok of the K synapses for the two-factor write.
-* phase B (read of token tok, V write): ``s_out`` = one-hot(tok)·``onehot`` (the pre spike x0 of the
-  three-factor V write; the real slot outputs, which are the garbage scores of the K write step, are
-  gated off); no bAP.
+* phase A (m even; K write of token tok): ``bap`` = one-hot(tok) (``tok < tokens``), which marks
+  row tok of the K synapses for the two-factor write; ``s = slot_f(a)`` for ``1 ≤ tok ≤ tokens``
+  — the scores of token tok − 1's query, which the K LearningDense delivers one step after the
+  read.
+* phase B (m odd; read of token tok, V write): ``s`` = one-hot(tok)·``onehot`` (the pre spike x0
+  of the three-factor V write; the real slot outputs, which are the garbage scores of the K write
+  step, are gated off); no bAP.
+* ``m = −1`` with ``clear``: the reset before a sequence's first token: a bAP on every slot with
+  no K pre spike clears K (``dw = −y0·w``), and ``s = onehot`` on every slot with the value
+  neuron's write enable and y1 = 0 clears V.
+* ``tokens = None``: one unbounded stream (bAP/one-hot while tok < T_max, outputs from step 0).
 
-Slots ≥ T_max are never marked.  Fixed point: ``slot_f`` of ``icl_compiler.backends.numpy.fixed``
-(``s = a >> r``; identity | relu | relu2 = max(s,0)² >> r2; 24-bit saturation).  Floating point:
-``f(scale · a)`` with relu2 = relu(x)².
+Fixed point: ``slot_f`` of ``icl_compiler.backends.numpy.fixed`` (``s = a >> r``;
+identity | relu | relu2 = max(s,0)² >> r2; 24-bit saturation).  Floating point: ``f(scale · a)``
+with relu2 = relu(x)².
+
+``heads``: one dict per head with ``size`` (T_max) and optionally ``f, r, r2, scale, onehot,
+anchor, tokens, seq_len, clear`` (defaults: relu, 0, 0, 1.0, 1, 0, None, 0, False).
 """
 from __future__ import annotations
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.process.variable import Var
+
+from icl_compiler.backends.lava.units import MAX_HEADS
+
+SLOT_DEFAULTS = {"f": "relu", "r": 0, "r2": 0, "scale": 1.0, "onehot": 1, "anchor": 0,
+                 "tokens": None, "seq_len": 0, "clear": False}
 
 
 class SlotNeuron(AbstractProcess):
-    def __init__(self, *, shape: tuple[int], f: str = "relu", r: int = 0, r2: int = 0,
-                 scale: float = 1.0, onehot: int = 1, steps_per_token: int = 2, t0: int = 1,
-                 name: str | None = None) -> None:
-        if steps_per_token != 2:
-            raise ValueError("SlotNeuron implements the 2-step schedule only")
-        if f not in ("identity", "relu", "relu2"):
-            raise ValueError(f"unknown slot function {f!r}")
-        if onehot == 0:
-            raise ValueError("onehot payload must be non-zero (it is the V write's pre spike)")
-        super().__init__(shape=shape, f=f, r=r, r2=r2, scale=scale, onehot=onehot,
-                         steps_per_token=steps_per_token, t0=t0, name=name)
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.bap = OutPort(shape=shape)
-        self.out = Var(shape=shape, init=0)  # last s_out, for probing
+    max_heads = MAX_HEADS
+
+    def __init__(self, *, heads: list[dict], name: str | None = None) -> None:
+        if not 1 <= len(heads) <= self.max_heads:
+            raise ValueError(f"SlotNeuron hosts 1..{self.max_heads} heads, got {len(heads)}")
+        hs = []
+        for h in heads:
+            h = {**SLOT_DEFAULTS, **h}
+            if h["f"] not in ("identity", "relu", "relu2"):
+                raise ValueError(f"unknown slot function {h['f']!r}")
+            if h["onehot"] == 0:
+                raise ValueError("onehot payload must be non-zero (it is the V write's pre spike)")
+            if h["clear"] and h["anchor"] < 1:
+                raise ValueError("the clear step needs anchor >= 1")
+            hs.append(h)
+        super().__init__(heads=hs, name=name)
+        for i in range(self.max_heads):
+            shape = (hs[i]["size"],) if i < len(hs) else (1,)
+            setattr(self, f"a{i}", InPort(shape=shape))
+            setattr(self, f"s{i}", OutPort(shape=shape))
+            setattr(self, f"bap{i}", OutPort(shape=shape))

@@ -7,59 +7,56 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from icl_compiler.backends.lava.base import BankModelMixin, bank_model_ports
 from icl_compiler.backends.lava.procs.value_neuron.process import ValueNeuron
 from icl_compiler.backends.numpy.fixed import V_Y2, V_Y3, value_out
 
 
-class _AbstractValueModel(PyLoihiProcessModel):
-    a_in = None
-    v_in = None
-    s_out = None
-    y1 = None
-    y2 = None
-    y3 = None
-    out = None
+class _AbstractValueModel(BankModelMixin, PyLoihiProcessModel):
     default_y = (1, 1)
+    dtype = np.int32
 
     def _out(self, a):
         return a
 
     def run_spk(self) -> None:
-        a = self.a_in.recv()
-        v = self.v_in.recv()
-        p = self.proc_params
-        n = self.time_step - p["t0"]
-        dt = self.out.dtype
-        zero = np.zeros(self.out.shape, dt)
-        s, y1, y2, y3 = zero, zero, zero, zero
-        if n >= 0:
-            tok, phase = divmod(n, p["steps_per_token"])
-            if phase == 1:
-                c2 = self.default_y[0] if p["y2"] is None else p["y2"]
-                c3 = self.default_y[1] if p["y3"] is None else p["y3"]
-                y1 = v.astype(dt)
-                y2 = np.full(self.out.shape, c2, dt)
-                y3 = np.full(self.out.shape, c3, dt)
-                if tok >= 1:
-                    s = self._out(a).astype(dt)
-        self.out = s
-        self.s_out.send(s)
-        self.y1.send(y1)
-        self.y2.send(y2)
-        self.y3.send(y3)
+        fired = self.recv_bank()
+        out = np.zeros(self.bank().spec["out_size"], self.dtype)
+        for i, h in enumerate(self.proc_params["heads"]):
+            a = getattr(self, f"a{i}").recv()
+            v = getattr(self, f"vin{i}").recv()
+            n = self.time_step - 1
+            if h["seq_len"]:
+                n %= h["seq_len"]
+            m = n - h["anchor"]
+            zero = np.zeros(h["size"], self.dtype)
+            y1, y2, y3 = zero, zero, zero
+            c2 = self.default_y[0] if h["y2"] is None else h["y2"]
+            c3 = self.default_y[1] if h["y3"] is None else h["y3"]
+            T = h["tokens"]
+            if m == -1 and h["clear"]:
+                y2 = np.full(h["size"], c2, self.dtype)
+                y3 = np.full(h["size"], c3, self.dtype)
+            elif m >= 1 and m % 2 == 1:
+                tok = (m - 1) // 2
+                if T is None or tok < T:
+                    vu = fired.get(f"v{i}")
+                    y1 = (v if vu is None else v + vu).astype(self.dtype)
+                    y2 = np.full(h["size"], c2, self.dtype)
+                    y3 = np.full(h["size"], c3, self.dtype)
+                if tok >= 1 and (T is None or tok <= T):
+                    r0, r1 = h["out"]
+                    out[r0:r1] = a if h["raw"] else self._out(a)
+            getattr(self, f"y1_{i}").send(y1)
+            getattr(self, f"y2_{i}").send(y2)
+            getattr(self, f"y3_{i}").send(y3)
+        self.s_out.send(out)
 
 
 @implements(proc=ValueNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
 class PyValueNeuronModelFixed(_AbstractValueModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    y1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
-    y2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
-    y3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
-    out: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     default_y = (V_Y2, V_Y3)
 
     def _out(self, a):
@@ -70,11 +67,18 @@ class PyValueNeuronModelFixed(_AbstractValueModel):
 @requires(CPU)
 @tag("floating_pt")
 class PyValueNeuronModelFloat(_AbstractValueModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    y1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    y2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    y3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    out: np.ndarray = LavaPyType(np.ndarray, float)
+    dtype = np.float64
 
+
+bank_model_ports(PyValueNeuronModelFixed, True, ValueNeuron.max_ports)
+bank_model_ports(PyValueNeuronModelFloat, False, ValueNeuron.max_ports)
+for _i in range(ValueNeuron.max_heads):
+    for _p in ("a", "vin"):
+        setattr(PyValueNeuronModelFixed, f"{_p}{_i}",
+                LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24))
+    setattr(PyValueNeuronModelFloat, f"a{_i}", LavaPyType(PyInPort.VEC_DENSE, float))
+    setattr(PyValueNeuronModelFloat, f"vin{_i}", LavaPyType(PyInPort.VEC_DENSE, float))
+    for _y in ("y1", "y2", "y3"):
+        setattr(PyValueNeuronModelFixed, f"{_y}_{_i}",
+                LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7))
+        setattr(PyValueNeuronModelFloat, f"{_y}_{_i}", LavaPyType(PyOutPort.VEC_DENSE, float))

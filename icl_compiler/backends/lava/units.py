@@ -1,0 +1,155 @@
+"""The neuron arithmetic of the Lava backend's custom processes, in plain NumPy (no Lava import).
+
+A custom neuron process of the Lava network (``procs/graded_neuron``, ``procs/embedded_op``,
+``procs/kq_neuron``, ``procs/value_neuron``) hosts one or more *units*; a unit is one population
+of the neuromorphic graph.  A :class:`Bank` holds a process's units and its input *ports*:
+
+* port i receives, every step, one vector: the output of one ``Dense`` (whose rows are the rows
+  of one or more synapse groups, each group in rows of its own, so Lava's per-row floor/int32
+  wrap is the emulator's per-group ``fixed.dense``) or of a direct connection.  With
+  ``exp_in="neuron"`` (see ``plan.py``) the Dense delivers the unshifted int32 sums and the
+  contribution carries the group's shift ``e − 1``, applied here exactly as Lava's Dense would
+  (``fixed.shift``);
+* every port keeps a short history (a ring buffer: the *delay lines*).  A unit's operand is the
+  sum of its contributions ``(port, rows, delay)``, each read ``delay`` steps after it arrived, so
+  inputs that travelled paths of different depths (residual connections) are added for the same
+  token (see ``passes/schedule.py``);
+* a unit fires once per token, at its step ``τ`` (sequence-local step ``n`` with
+  ``n − τ ≥ 0``, ``(n − τ) % S == 0`` and token ``(n − τ) // S < T``); its rows of the process's
+  output are 0 in every other step.
+
+The value a unit computes is the emulator's, by calling the emulator's own functions
+(``rules.neuron``, ``rules._norm``, ``fixed.k_payload`` …) on the integrated current, so the Lava
+network and the NumPy emulator share one definition of every neuron model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..numpy import fixed, rules
+from ..numpy.emulator import RunStats
+
+
+MAX_HEADS = 16  # heads per KQNeuron / SlotNeuron / ValueNeuron process (numbered ports)
+
+
+class _Precision:
+    """The only part of a NeuroGraph that ``rules`` reads (``ng.precision``)."""
+
+    def __init__(self, precision: str):
+        self.precision = precision
+
+
+class Bank:
+    """Units + delay lines of one custom process (see the module docstring).
+
+    ``spec`` (built by ``plan.py``): ``fixed`` (bool), ``S``, ``T``, ``L`` (steps per token,
+    tokens per sequence, steps per sequence; ``L = 0`` means one unbounded sequence), ``ports``
+    (list of port sizes), ``units`` (list of unit dicts: ``name, kind, size, tau, out`` (slice
+    of the output vector or None), ``pop`` (the Population: model, bias, attrs, scale),
+    ``operands`` {name: [(port, r0, r1, delay[, shift])]} and kind-specific entries).
+    """
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.fixed = bool(spec["fixed"])
+        self.dtype = np.int64 if self.fixed else np.float64
+        self.ng = _Precision("fixed" if self.fixed else "float")
+        self.stats = RunStats()
+        self.S, self.T, self.L = int(spec["S"]), spec["T"], int(spec.get("L") or 0)
+        depth = [0] * len(spec["ports"])
+        for u in spec["units"]:
+            for contribs in u["operands"].values():
+                for p, _, _, d, *_ in contribs:
+                    if d < 0:
+                        raise ValueError(f"unit {u['name']}: negative delay {d} on port {p}")
+                    depth[p] = max(depth[p], d)
+        self.hist = [np.zeros((d + 1, n), self.dtype) for d, n in zip(depth, spec["ports"])]
+        self.out = np.zeros(spec.get("out_size", 0), self.dtype)
+
+    # -- time -----------------------------------------------------------------------------------
+    def local_step(self, time_step: int) -> int:
+        n = int(time_step) - 1
+        return n % self.L if self.L else n
+
+    def token(self, unit: dict, time_step: int) -> int | None:
+        """The token this unit fires for at ``time_step``, or None."""
+        m = self.local_step(time_step) - unit["tau"]
+        if m < 0 or m % self.S:
+            return None
+        t = m // self.S
+        if self.T is not None and t >= self.T:
+            return None
+        return t
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def push(self, time_step: int, inputs) -> None:
+        for h, x in zip(self.hist, inputs):
+            h[int(time_step) % h.shape[0]] = x
+
+    def operand(self, unit: dict, name: str, time_step: int) -> np.ndarray:
+        u0 = unit["operands"].get(name, [])
+        size = unit["sizes"][name] if "sizes" in unit else unit["size"]
+        acc = np.zeros(size, self.dtype)
+        for p, r0, r1, d, *sh in u0:
+            h = self.hist[p]
+            v = h[(int(time_step) - d) % h.shape[0], r0:r1]
+            if sh and sh[0] is not None:  # the group's exponent, applied on the dendrite
+                v = fixed.shift(v, sh[0])
+            acc += v
+        return acc
+
+    # -- units ----------------------------------------------------------------------------------
+    def current(self, unit: dict, time_step: int) -> np.ndarray:
+        cur = self.operand(unit, "cur", time_step)
+        bias = unit["pop"].bias
+        if bias is not None:
+            cur = cur + np.asarray(bias).astype(self.dtype)
+        return cur
+
+    def compute(self, unit: dict, time_step: int) -> np.ndarray:
+        """The unit's output for the token it fires for (the emulator's arithmetic)."""
+        kind = unit["kind"]
+        pop = unit["pop"]
+        if kind in ("graded", "graded_relu", "output", "k", "q", "v", "norm"):
+            val = rules.neuron(self.ng, pop, self.current(unit, time_step)[None], self.stats)[0]
+            if kind == "k" and self.fixed:
+                return fixed.k_payload(val)
+            if kind == "q" and self.fixed:
+                return fixed.q_payload(val)
+            return val
+        if kind == "divide":
+            return divide(self.fixed, unit["divide"], self.operand(unit, "acc", time_step),
+                          self.operand(unit, "a", time_step))
+        raise ValueError(f"unit {unit['name']}: unknown kind {kind!r}")
+
+    def step(self, time_step: int, inputs) -> dict[str, np.ndarray]:
+        """Push this step's inputs; return {unit name: output} for the units that fire now."""
+        self.push(time_step, inputs)
+        fired = {}
+        for u in self.spec["units"]:
+            if self.token(u, time_step) is not None:
+                fired[u["name"]] = self.compute(u, time_step)
+        return fired
+
+    def output(self, fired: dict[str, np.ndarray]) -> np.ndarray:
+        """The process's output vector: fired units in their rows, zeros elsewhere."""
+        out = np.zeros_like(self.out)
+        for u in self.spec["units"]:
+            if u["out"] is not None and u["name"] in fired:
+                out[u["out"][0]:u["out"][1]] = fired[u["name"]]
+        return out
+
+
+def divide(is_fixed: bool, p: dict, acc: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Row-sum normalisation on an embedded core: exactly ``rules.v_read``'s rowsum branch.
+
+    ``acc`` = the V synapses' accumulator V·a (int32-wrapped in fixed point, as Lava delivers
+    it), ``a`` = the slot outputs of the same token.
+    """
+    if not is_fixed:
+        return acc / (a.sum(-1, keepdims=True) + p["eps"])
+    acc = fixed.wrap32(acc)
+    real = acc * (p["s_v"] * p["s_a"]) / (a.sum(-1, keepdims=True) * p["s_a"] + p["eps"])
+    out = np.round(real / p["scale"]).astype(np.int64)
+    return np.clip(out, -rules.PAYLOAD_MAX - 1, rules.PAYLOAD_MAX)

@@ -1,0 +1,85 @@
+"""The Lava network plan and the schedule it realises (pure Python: runs without Lava)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import icl_compiler as icl
+from icl_compiler.backends.lava.plan import build_plan
+from icl_compiler.passes.schedule import timing
+from tests.helpers import fixture
+
+NAMES = ["tok_relu_fillneg_2l2h_ln_pos", "tok_relu_rownorm_trilmul_1l2h",
+         "feat_identity_trilmul_1l4h_noMLP"]
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def prog(request):
+    path, x, meta = fixture(request.param)
+    return icl.compile(path, precision="fixed", calibration=x, max_context=meta["t_max"])
+
+
+def test_schedule_is_the_plan_timing(prog):
+    ng = prog.ng
+    T = 5
+    plan = build_plan(ng, T)
+    s = prog.report["schedule"]
+    assert plan.S == s["steps_per_token"] == 2
+    assert plan.depth == s["pipeline_depth"]
+    assert plan.L == plan.S * (T - 1) + plan.depth + 1
+    tau, anchors = timing(ng)
+    assert [h["anchor"] for h in s["heads"]] == anchors
+    for p in ng.populations():
+        assert p.attrs["step"] == tau[p.name]
+    for h, a in zip(ng.heads, anchors):
+        assert a >= 1  # room for the clear step before the first write
+        assert (tau[h.k], tau[h.q], tau[h.v], tau[h.slots], tau[h.out]) == (a, a + 1, a + 1,
+                                                                          a + 2, a + 3)
+    # every static group arrives no later than its post population fires
+    for syn in ng.synapses():
+        if syn.role == "static":
+            post_tau = tau[syn.post]
+            assert post_tau >= tau[syn.pre] + 1, syn.name
+
+
+def test_every_static_group_is_in_exactly_one_dense(prog):
+    ng = prog.ng
+    plan = build_plan(ng, 4)
+    static = {s.name for s in ng.synapses() if s.role == "static"}
+    carried = [g for d in plan.dense for g in d.groups]
+    assert sorted(carried) == sorted(static)
+    keys = [(d.pre, d.post, d.exp) for d in plan.dense]
+    assert len(keys) == len(set(keys))  # one Dense per (pre process, post process, exponent)
+    for d in plan.dense:
+        assert d.weights.shape[0] == plan.procs[d.post].bank["ports"][d.port]
+        assert d.weights.shape[1] == plan.procs[d.pre].size
+        assert d.weights.min() >= -128 and d.weights.max() <= 127
+    # delay lines: non-negative delays and every bank port is read
+    for p in plan.procs.values():
+        if p.bank is None:
+            continue
+        read = {c[0] for u in p.bank["units"] for cs in u["operands"].values() for c in cs}
+        assert read == set(range(len(p.bank["ports"])))
+        assert all(c[3] >= 0 for u in p.bank["units"] for cs in u["operands"].values()
+                   for c in cs)
+    # processes: heads share their neuron processes; K and V are one process each per head
+    c = plan.counts()
+    assert c["LearningDense"] == 2 * len(ng.heads)
+    assert c["KQNeuron"] == c["SlotNeuron"] == c["ValueNeuron"] == 1
+    assert plan.n_processes == sum(c.values())
+
+
+def test_lava_unavailable_is_a_clear_import_error(monkeypatch):
+    """Where Lava cannot be imported (Python >= 3.11), backend="lava" names the requirement."""
+    from icl_compiler.backends import lava as L
+
+    if L.lava_available():  # simulate the failing import
+        for mod in ("lava.magma.core.run_configs", "lava.proc.dense.process"):
+            monkeypatch.setitem(sys.modules, mod, None)
+    path, x, meta = fixture("tok_relu_perhead_fillneginf_1l2h")
+    prog = icl.compile(path, precision="fixed", calibration=x, max_context=meta["t_max"])
+    with pytest.raises(ImportError, match="Python 3.10"):
+        prog.run(x[:1, :3], backend="lava")
+    assert np.asarray(prog.run(x[:1, :3])).shape[:2] == (1, 3)  # numpy still works
