@@ -41,8 +41,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default=str(DEFAULT_MODEL if DEFAULT_MODEL.exists() else FALLBACK))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--max-context", type=int, default=None)
+    ap.add_argument("--max-context", type=int, default=None,
+                    help="context capacity (default: 26 for the few-shot model, else 16)")
     a = ap.parse_args(argv)
+    if a.max_context is None:
+        a.max_context = 26 if Path(a.model) == DEFAULT_MODEL else 16
     calib_path = Path(a.model).with_name("calib.npy")
     calib = np.load(calib_path) if calib_path.exists() else None
     progs = {"float": icl.compile(a.model, precision="float", max_context=a.max_context)}

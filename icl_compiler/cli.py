@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import CompileError
 
-EXIT_OK, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 2, 3, 4
+EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
 
 EPILOG = """\
@@ -22,7 +22,8 @@ examples:
   icl-compile model.onnx --precision fixed --calibrate x.npy --run x.npy --verify
   icl-compile model.onnx --dump-ir attention         print the IR after a pass
 
-exit codes: 0 ok, 2 usage error, 3 the model cannot be compiled, 4 verification failed.
+exit codes: 0 ok, 1 the run failed (Lava timeout/crash), 2 usage error, 3 the model cannot
+be compiled, 4 verification failed.
 Inputs (.npy) are shaped like the ONNX input: token ids [batch, seq] or features
 [batch, seq, F].  The program runs each sequence token by token with fresh plastic state.
 """
@@ -94,6 +95,10 @@ class _Usage(Exception):
     pass
 
 
+class _RunFailed(Exception):
+    """The program compiled but running it failed (Lava timeout or crash): exit 1."""
+
+
 def _target(args) -> dict | None:
     t = {k: v for k, v in (("system", args.system), ("chips", args.chips),
                            ("cores_per_chip", args.cores_per_chip)) if v is not None}
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     except _Usage as e:
         print(f"icl-compile: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except _RunFailed as e:
+        print(f"icl-compile: {e}", file=sys.stderr)
+        return EXIT_RUN
     except CompileError as e:
         print(f"icl-compile: cannot compile {args.model}: {e}", file=sys.stderr)
         return EXIT_COMPILE
@@ -173,8 +181,16 @@ def _run(prog, x, args) -> np.ndarray:
         x = prog.check_input(x)
     except ValueError as e:
         raise _Usage(f"--run input: {e}") from None
-    kw = {"timeout": args.timeout} if args.backend == "lava" else {}
-    return prog.run(x, backend=args.backend, **kw)
+    if args.backend == "numpy":
+        return prog.run(x)
+    from .backends.lava import LavaUnavailableError
+
+    try:
+        return prog.run(x, backend="lava", timeout=args.timeout)
+    except LavaUnavailableError as e:
+        raise _Usage(f"--backend lava: {e}") from None
+    except (TimeoutError, RuntimeError) as e:  # LavaTimeoutError, LavaRunError
+        raise _RunFailed(f"the Lava run failed: {str(e).splitlines()[0]}") from None
 
 
 def _verify(prog, args, xrun, calib, outputs) -> dict:

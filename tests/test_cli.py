@@ -134,3 +134,28 @@ def test_non_empty_foreign_directory_needs_force(tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
     r = cli(src, "-o", out, "--force")
     assert r.returncode == 0 and (out / "report.json").is_file()
+
+
+@pytest.mark.lava
+def test_lava_backend_run_matches_numpy(tmp_path):
+    pytest.importorskip("lava")
+    src, x, _ = fixture(SOFTMAX_FREE)
+    np.save(tmp_path / "x.npy", x[:1, :4])
+    outs = []
+    for backend in ("numpy", "lava"):
+        r = cli(src, "-o", tmp_path / backend, "--precision", "fixed", "--calibrate",
+                tmp_path / "x.npy", "--run", tmp_path / "x.npy", "--backend", backend)
+        assert r.returncode == 0, r.stderr
+        outs.append(np.load(tmp_path / backend / "output.npy"))
+    assert np.array_equal(outs[0], outs[1])
+
+
+@pytest.mark.lava
+def test_lava_timeout_is_one_line_exit_1(tmp_path):
+    pytest.importorskip("lava")
+    src, x, _ = fixture(SOFTMAX_FREE)
+    np.save(tmp_path / "x.npy", x[:1, :4])
+    r = cli(src, "-o", tmp_path / "o", "--run", tmp_path / "x.npy", "--backend", "lava",
+            "--timeout", "0.01")
+    assert r.returncode == 1 and "timeout" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

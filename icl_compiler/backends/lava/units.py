@@ -149,7 +149,5 @@ def divide(is_fixed: bool, p: dict, acc: np.ndarray, a: np.ndarray) -> np.ndarra
     """
     if not is_fixed:
         return acc / (a.sum(-1, keepdims=True) + p["eps"])
-    acc = fixed.wrap32(acc)
-    real = acc * (p["s_v"] * p["s_a"]) / (a.sum(-1, keepdims=True) * p["s_a"] + p["eps"])
-    out = np.round(real / p["scale"]).astype(np.int64)
+    out = rules.rowsum_divide(fixed.wrap32(acc), a, p["s_v"], p["s_a"], p["eps"], p["scale"])
     return np.clip(out, -rules.PAYLOAD_MAX - 1, rules.PAYLOAD_MAX)

@@ -162,11 +162,17 @@ def v_read(ng, h: HeadSpec, V, a, stats):
     pop = ng.pop(h.out)
     q = pop.attrs["q"]
     acc = fixed.v_read(V, a)
-    if h.normalise == "rowsum":  # embedded core: real division, rounded to the output scale
-        real = acc * (q["s_v"] * q["s_a"]) / (a.sum(-1, keepdims=True) * q["s_a"] + h.eps)
-        out = np.round(real / pop.scale).astype(np.int64)
+    if h.normalise == "rowsum":
+        out = rowsum_divide(acc, a, q["s_v"], q["s_a"], h.eps, pop.scale)
     else:
         out = np.right_shift(acc, -q["e_v"])
     clipped = np.clip(out, -PAYLOAD_MAX - 1, PAYLOAD_MAX)
     stats.saturate(f"payload:{h.out}", np.count_nonzero(clipped != out))
     return clipped
+
+
+def rowsum_divide(acc, a, s_v: float, s_a: float, eps: float, scale: float) -> np.ndarray:
+    """Fixed-mode attention normalisation on an embedded core: the real quotient
+    (V·a)·s_v·s_a / (Σa·s_a + eps), rounded to the output population's scale (unclipped)."""
+    real = acc * (s_v * s_a) / (a.sum(-1, keepdims=True) * s_a + eps)
+    return np.round(real / scale).astype(np.int64)
