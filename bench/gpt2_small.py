@@ -162,13 +162,11 @@ def _build_child(cfg: Cfg, path: str) -> None:  # runs in a spawned process
 
 # -- the same model as tensor IR (fallback) -----------------------------------------------------------
 
-def build_ir(cfg: Cfg, w: dict | None = None, materialise_residual: bool = False):
+def build_ir(cfg: Cfg, w: dict | None = None):
     """The model as tensor IR with PlasticAttention (what the passes produce from the ONNX).
 
-    ``materialise_residual``: insert ``Linear(x, I)`` on the residual stream before each
-    LayerNorm.  The function is unchanged, but the lowering then holds the residual stream in a
-    graded population instead of re-expanding it (token embedding + every earlier block's output)
-    into each LayerNorm's input — a what-if for the lowering, see the partition report."""
+    The lowering holds the residual stream (read by a LayerNorm and by the next residual Add) in
+    one graded population per block (``x0``, ``h{i}.r1``, ``h{i}.r2``)."""
     from icl_compiler.ir.graph import Graph
     from icl_compiler.ir.symbolic import sym
 
@@ -180,11 +178,7 @@ def build_ir(cfg: Cfg, w: dict | None = None, materialise_residual: bool = False
     g.inputs = ["ids"]
 
     def c(name):
-        # the embedding tables are stored as float64: lower() then shares one [d, vocab] table
-        # among all the LayerNorms that read the residual stream instead of converting a
-        # float32 table to a new float64 copy for each of them (25 × 309 MB for GPT-2 small)
-        data = w[name].astype(np.float64) if name in ("wte", "wpe") else w[name]
-        return g.add_const(data, name, name=name).name
+        return g.add_const(w[name], name, name=name).name
 
     def val(name, n, shape=None, dtype="float32"):
         g.add_value(name, shape or (B, T, n), dtype)
@@ -203,14 +197,7 @@ def build_ir(cfg: Cfg, w: dict | None = None, materialise_residual: bool = False
         g.add_node("Linear", [h, c(name + ".w"), c(name + ".b")], [out])
         return out
 
-    eye = g.add_const(np.eye(d, dtype=np.float32), "eye", name="eye").name if materialise_residual \
-        else None
-
     def ln(h, name):
-        if eye is not None:  # the residual stream goes on from the materialised population
-            nonlocal x
-            g.add_node("Linear", [h, eye], [val(name + ".res", d)])
-            h = x = name + ".res"
         out = val(name + ".out", d)
         g.add_node("LayerNorm", [h, c(name + ".g"), c(name + ".b")], [out], dict(epsilon=1e-5))
         return out
@@ -237,7 +224,7 @@ def build_ir(cfg: Cfg, w: dict | None = None, materialise_residual: bool = False
     return g
 
 
-def compile_direct(cfg: Cfg, target: dict, materialise_residual: bool = False) -> tuple:
+def compile_direct(cfg: Cfg, target: dict) -> tuple:
     """Tensor IR → lower → schedule → partition; returns (neuro graph, resources, seconds per step)."""
     from icl_compiler.ir.neuro import verify_neuro
     from icl_compiler.passes.lower import lower
@@ -246,7 +233,7 @@ def compile_direct(cfg: Cfg, target: dict, materialise_residual: bool = False) -
 
     times = {}
     t0 = time.perf_counter()
-    g = build_ir(cfg, materialise_residual=materialise_residual)
+    g = build_ir(cfg)
     times["build IR"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ng = lower(g, "float")
@@ -276,9 +263,6 @@ def main(argv=None) -> int:
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--svg", help="write the partition picture here")
     ap.add_argument("--direct", action="store_true", help="skip compile(); lower the IR directly")
-    ap.add_argument("--materialise-residual", action="store_true",
-                    help="with --direct: what-if the lowering kept the residual stream in a "
-                         "population (Linear(x, I) before each LayerNorm)")
     ap.add_argument("--emulate-tokens", type=int, default=0,
                     help="with --direct: time the float emulator on N tokens")
     args = ap.parse_args(argv)
@@ -287,8 +271,7 @@ def main(argv=None) -> int:
     from icl_compiler.passes.partition import format_resources, write_partition_picture
 
     path = None
-    how = "direct (tensor IR → lower → partition)" + (
-        ", residual stream materialised" if args.materialise_residual else "")
+    how = "direct (tensor IR → lower → partition)"
     res = None
     with tempfile.TemporaryDirectory(prefix="gpt2_small_") as d:
         if not args.direct:
@@ -317,7 +300,7 @@ def main(argv=None) -> int:
                 res = None
         if res is None:
             t0 = time.perf_counter()
-            ng, res, times = compile_direct(cfg, target, args.materialise_residual)
+            ng, res, times = compile_direct(cfg, target)
             secs = time.perf_counter() - t0
             passes = [{"name": k, "seconds": v, "summary": ""} for k, v in times.items()]
             if args.emulate_tokens:

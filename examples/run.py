@@ -135,7 +135,7 @@ def main(argv=None) -> int:
             row.append("n/a")
         else:
             m = min(a.lava_episodes, len(x))
-            y_lava = run_batched(lambda b: prog.run(b, backend="lava"), x[:m], 1,
+            y_lava = run_batched(lambda b: prog.run(b, backend="lava"), x[:m], 5,
                                  f"lava {n}-way {k}-shot")
             p_lava = predict(y_lava, n)
             agree_lava.append(p_lava == p_fixed[:m])

@@ -38,9 +38,13 @@ A tile computes a contiguous range of one population's neurons (the synapses liv
 Tiling (the splits)
 -------------------
 For each population the pass first tries *post-axis* tiling: the widest range w whose neurons,
-fan-in and synapse memory fit a core (binary search, the cost is monotone in w), then ⌈N/w⌉
-tiles of balanced width — or, when balancing leaves the 64-synapse blocks under-filled (< 90 %),
-full tiles of w rounded down to whole blocks plus one remainder tile that packs with others.
+fan-in and synapse memory fit a core (binary search, the cost is monotone in w), then one of
+three cuts: ⌈N/w⌉ tiles of balanced width, full tiles of w plus one remainder, or full tiles of
+w rounded down to whole 64-synapse blocks plus one remainder.  The cut expected to pack into the
+fewest cores wins: a tile over half a core counts one core (it rarely shares one), a smaller
+tile its fill; ties go to the smaller total demand, then to the balanced cut.  (Balanced tiles
+just over half a core — e.g. 2 × 56 % for a population of 1.1 cores — each take a core of their
+own; a full tile plus a 13 % remainder packs into 1.13 cores.)
 If even one neuron does not fit (fan-in > FAN_IN_PER_CORE, or one post neuron's synapses exceed
 the memory), the concatenated input axis is cut into *chunks* of the largest fitting size plus
 a remainder (pre-axis tiling).  Each chunk gets its own ``partial`` tiles; for neuro-core
@@ -53,11 +57,18 @@ and the V synapses (on the value neurons' core) receive every slot tile's output
 hardware-valid; the emulator's :class:`HeadSpec` cannot express it yet, so :func:`split_graph`
 keeps heads whole (see there).
 
+Input axis of a population: its incoming groups in a canonical order (by the pre population's
+position in the graph, then as connected), each over the pre neurons it has synapses from — all
+of them, except for a group made by :func:`split_graph`, whose ``attrs["pre_span"]`` names the
+segment it carries (its other columns are zero).
+
 Packing (cores)
 ---------------
 Tiles are packed into cores as a 3-dimensional vector bin packing (neurons, synapse bits,
 fan-in, each normalised by the core's capacity), layer by layer so that a core holds tiles of one
-layer and the core order follows the dataflow: tiles in decreasing order of their largest demand,
+layer and the core order follows the dataflow (a population without a layer — the residual
+stream the lowering materialises — takes the latest layer among its inputs, or else the earliest
+among its consumers; host populations have none): tiles in decreasing order of their largest demand,
 each into the feasible core whose remaining capacity after placement has the smallest L2 norm
 (the "L2 norm-based greedy" of Panigrahy et al., *Heuristics for vector bin packing*, 2011 — it
 pairs fan-in-heavy with memory-heavy tiles, which plain first-fit-decreasing on one dimension
@@ -111,6 +122,12 @@ the pre axis by the pre pieces and the plan's fan-in chunks.  Exactness:
 * attention heads stay whole (their k, q, v, slots and out populations and K/V synapses are not
   split): the emulator evaluates a head as one unit.  ``split_graph`` raises a CompileError when
   one head does not fit a core.  Slot-axis splitting is modelled by ``partition`` only.
+
+Idempotence: splitting a split graph again (same target) returns the same populations and
+synapse groups (names, ends and weights).  Planning the split graph sees the original input axis
+(the segments' ``pre_span``, the canonical order), chunking keeps a segment in one chunk when it
+fits, a piece is one tile's range so it is not cut again, and an accumulator is as wide as one
+of its own tiles holds.
 """
 from __future__ import annotations
 
@@ -160,6 +177,49 @@ def learning_state_bits(n_axons: int, n_post: int) -> int:
             + _words(n_post * L2.POST_TRACES * _TRACE_BITS) + L2.LEARNING_RULE_BITS)
 
 
+def _pre_span(s: SynapseGroup) -> tuple[int, int]:
+    """[lo, hi): the pre neurons a group has synapses from.  :func:`split_graph` cuts a group at
+    fan-in chunk boundaries inside a pre piece; it stores the piece's weights with zero columns
+    outside the segment and records the segment as ``attrs["pre_span"]``, so that planning the
+    split graph sees exactly the input axis (and the chunks) of the original plan."""
+    n = np.shape(s.weights)[1]
+    span = (s.attrs or {}).get("pre_span")
+    if s.plastic or not span:
+        return 0, n
+    return max(0, int(span[0])), min(n, int(span[1]))
+
+
+def _effective_layers(ng: NeuroGraph) -> dict:
+    """Each population's layer for packing and chips.  Populations the lowering left without a
+    layer (the materialised residual stream) take the latest layer among their inputs, or the
+    earliest among their consumers (the embedding sum x0 goes with layer 0); host populations
+    keep None."""
+    layer = {p.name: p.layer for p in ng.populations()}
+    host = {p.name for p in ng.populations() if p.model == "input" or p.placement == "host"}
+    try:
+        order = ng.static_order()
+    except nx.NetworkXUnfeasible:  # a cycle: verify_neuro/schedule report it; keep graph order
+        order = list(ng.g.nodes)
+    for name in order:
+        if layer[name] is None and name not in host:
+            pre = [layer[s.pre] for s in ng.incoming(name) if layer[s.pre] is not None]
+            if pre:
+                layer[name] = max(pre)
+    for name in reversed(order):
+        if layer[name] is None and name not in host:
+            post = [layer[v] for _, v in ng.g.out_edges(name) if layer[v] is not None]
+            if post:
+                layer[name] = min(post)
+    return layer
+
+
+def _packing_cost(fills: list[float]) -> tuple:
+    """Expected cores for tiles of these fills (their largest normalised demand): a tile over half
+    a core rarely shares it (count 1), smaller ones pack with others (count their fill); then
+    the total demand, then the number of tiles."""
+    return (round(sum(1.0 if f > 0.5 else f for f in fills), 9), round(sum(fills), 9), len(fills))
+
+
 # -- the plan ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -174,6 +234,13 @@ class _In:
     plastic: bool
     one_hot: bool
     diag: bool = False  # one input per (pre index, post neuron) with one weight: partial sums
+    lo: int = 0  # the pre neurons [lo, hi) the group has synapses from (see _pre_span); the
+    hi: int = -1  # others need no axon (hi = -1: up to pre_size)
+    whole: bool = False  # made by split_graph: chunking keeps it in one chunk when it fits
+
+    def __post_init__(self):
+        if self.hi < 0:
+            self.hi = self.pre_size
 
 
 @dataclass
@@ -221,6 +288,8 @@ class _Planner:
         self.head_pops = {p for h in ng.heads for p in (h.k, h.q, h.v, h.slots, h.out)}
         self.k_syns = {h.k_syn for h in ng.heads if h.lowering == "kv_slot"}
         self.slot_splits = 0
+        self.order = {name: i for i, name in enumerate(ng.g.nodes)}
+        self.layer = _effective_layers(ng)
 
     # -- classification -------------------------------------------------------------------------
     def cls(self, p: Population) -> str:
@@ -231,12 +300,18 @@ class _Planner:
         return "neurocore"
 
     def _ins(self, name: str) -> list[_In]:
+        """The incoming groups in a canonical order (by pre population, then as connected), so
+        that a split graph, whose groups are the pieces of these in the same order, gets the same
+        input axis and chunks."""
         out = []
-        for s in self.ng.incoming(name):
+        syns = sorted(self.ng.incoming(name), key=lambda s: self.order[s.pre])
+        for s in syns:
             pre = self.ng.pop(s.pre)
+            lo, hi = _pre_span(s)
             out.append(_In(s.name, s.pre, pre.size, 2 if s.name in self.k_syns else 1,
                            self.t.plastic_weight_bits if s.plastic else self.t.weight_bits,
-                           s.plastic, pre.attrs.get("encoding") in ("one_hot", "position")))
+                           s.plastic, pre.attrs.get("encoding") in ("one_hot", "position"),
+                           lo=lo, hi=hi, whole="split_of" in (s.attrs or {})))
         return out
 
     # -- cost of one tile --------------------------------------------------------------------------
@@ -284,7 +359,8 @@ class _Planner:
     def add_tile(self, plan: _PopPlan, kind, lo, hi, inputs, by_syn, rowsum=False, chunk=None):
         pop = self.ng.pop(plan.name)
         n, b, f, s = self.cost(inputs, by_syn, hi - lo, plan.mult, rowsum)
-        t = Tile(len(self.tiles), kind, plan.name, lo, hi, list(inputs), n, b, f, s, pop.layer, chunk)
+        t = Tile(len(self.tiles), kind, plan.name, lo, hi, list(inputs), n, b, f, s,
+                 self.layer[pop.name], chunk)
         self.tiles.append(t)
         plan.tiles.append(t.id)
         if kind in ("neurons", "slots", "sum"):
@@ -308,7 +384,7 @@ class _Planner:
         if cls != "neurocore" and not ins:
             return
         by_syn = {i.syn: i for i in ins}
-        full = [(i.syn, 0, i.pre_size) for i in ins]
+        full = [(i.syn, i.lo, i.hi) for i in ins if i.hi > i.lo]
         h = self.head_of_slots.get(p.name)
         rowsum = h is not None and h.normalise == "rowsum"
         kind = "slots" if h is not None else ("neurons" if cls == "neurocore" else "relay")
@@ -327,47 +403,70 @@ class _Planner:
                                f"(fan-in {self.cap_f}, {self.cap_b} synapse bits)",
                                hint="reduce the head dimension d_k")
         # pre-axis tiling: cut the concatenated input axis into chunks
-        plan.chunks = chunks = self._chunks(p, ins, by_syn, mult)
+        plan.chunks = chunks = self._chunks(p.name, ins, by_syn, mult)
         for c, inputs in enumerate(chunks):
             wc = self.max_width(inputs, by_syn, p.size, mult, False)
             self._tile_range(plan, "partial", inputs, by_syn, wc, False, chunk=c)
         if cls == "neurocore":
             k = len(chunks)
-            sum_in = _In(f"{p.name}:partials", p.name, k, 1, self.t.weight_bits, False, False,
-                         diag=True)
-            by_sum = {sum_in.syn: sum_in}
-            ws = self.max_width([(sum_in.syn, 0, k)], by_sum, p.size, mult, False)
+            ws = self._sum_width(k, p.size, mult)
             if ws == 0:
                 raise CompileError(f"population {p.name}: its input needs {k} partial sums per "
                                    f"neuron, more than a core's fan-in ({self.cap_f}) allows",
                                    hint="a deeper adder tree is not implemented; reduce the layer "
                                         "width")
-            self._tile_range(plan, "sum", [(sum_in.syn, 0, k)], by_sum, ws, False)
+            sum_in = self._sum_in(p.name, k)
+            self._tile_range(plan, "sum", [(sum_in.syn, 0, k)], {sum_in.syn: sum_in}, ws, False)
+
+    def _sum_in(self, name: str, k: int) -> _In:
+        return _In(f"{name}:partials", name, k, 1, self.t.weight_bits, False, False, diag=True)
+
+    def _sum_width(self, k: int, n: int, mult: int) -> int:
+        """The widest range of neurons that one sum tile of k partial sums per neuron holds."""
+        sum_in = self._sum_in("", k)
+        return self.max_width([(sum_in.syn, 0, k)], {sum_in.syn: sum_in}, n, mult, False)
+
+    def holder_width(self, ins: list[_In], n: int, mult: int = 1) -> int:
+        """The widest range of a population fed by ``ins`` that one tile holds: a neurons tile,
+        or when its input axis must be chunked, a sum tile (what :func:`split_graph` uses to
+        size accumulators so that splitting the split graph again changes nothing)."""
+        by_syn = {i.syn: i for i in ins}
+        w = self.max_width([(i.syn, i.lo, i.hi) for i in ins if i.hi > i.lo], by_syn, n, mult,
+                           False)
+        if w > 0:
+            return w
+        return self._sum_width(len(self._chunks("accumulator", ins, by_syn, mult)), n, mult)
 
     def _tile_range(self, plan, kind, inputs, by_syn, w, rowsum, chunk=None):
-        """Cut [0, n) into tiles of width ≤ w: either ⌈n/w⌉ balanced tiles or, when balancing
-        leaves the tiles' synapse blocks under-filled, full tiles of w rounded down to a whole
-        number of 64-synapse blocks plus one remainder tile (which packs with other tiles)."""
+        """Cut [0, n) into tiles of width ≤ w.  Candidates: ⌈n/w⌉ balanced tiles; full tiles of
+        w plus one remainder; full tiles of w rounded down to whole 64-synapse blocks plus one
+        remainder.  The one whose tiles are expected to pack into the fewest cores wins (see
+        :func:`_packing_cost`); ties go to the balanced cut."""
         n = self.ng.pop(plan.name).size
         k = -(-n // w)
-        bounds = [round(i * n / k) for i in range(k + 1)]
-        wa = (w // _BLOCK) * _BLOCK
-        if k > 1 and wa >= _BLOCK:
-            mult = plan.mult
+        cands = [[round(i * n / k) for i in range(k + 1)]]
+        if k > 1:
+            cands.append(list(range(0, n, w)) + [n])
+            wa = (w // _BLOCK) * _BLOCK
+            if _BLOCK <= wa < w:
+                cands.append(list(range(0, n, wa)) + [n])
+        mult = plan.mult
+        memo: dict[int, float] = {}
 
-            def fill(width):
+        def fill(width):
+            if width not in memo:
                 c = self.cost(inputs, by_syn, width, mult, rowsum)
-                return max(c[0] / self.cap_n, c[1] / self.cap_b, c[2] / self.cap_f)
+                memo[width] = max(c[0] / self.cap_n, c[1] / self.cap_b, c[2] / self.cap_f)
+            return memo[width]
 
-            if fill(bounds[1] - bounds[0]) < 0.9 and fill(wa) > fill(bounds[1] - bounds[0]) + 0.05:
-                bounds = list(range(0, n, wa)) + [n]
+        bounds = min(cands, key=lambda bs: _packing_cost([fill(b - a) for a, b in zip(bs, bs[1:])]))
         for a, b in zip(bounds, bounds[1:]):
             self.add_tile(plan, kind, a, b, inputs, by_syn, rowsum, chunk)
 
-    def _chunks(self, p, ins, by_syn, mult) -> list[list]:
+    def _chunks(self, name, ins, by_syn, mult) -> list[list]:
         """Chunks of the input axis, each small enough for one post neuron on a core."""
-        units = [(i, i.pre_size) for i in ins]
-        total_axons = sum(i.pre_size * i.axf for i in ins)
+        units = [(i, i.lo, i.hi) for i in ins if i.hi > i.lo]
+        total_axons = sum((i.hi - i.lo) * i.axf for i in ins)
         # largest chunk (in axons) whose one-neuron tile fits, using the widest weight format
         worst = max(ins, key=lambda i: (i.wbits, i.plastic))
         probe = _In("probe", "", 0, 1, worst.wbits, worst.plastic, False)
@@ -381,14 +480,16 @@ class _Planner:
             lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
         cap = lo
         if cap < max(i.axf for i in ins):
-            raise CompileError(f"population {p.name}: a single input axon does not fit a core's "
+            raise CompileError(f"population {name}: a single input axon does not fit a core's "
                                f"synapse memory ({self.cap_b} bits)")
         # full chunks of `cap` axons and one remainder chunk: full chunks give tiles that fill
         # both fan-in and memory; the remainder's tiles are thin in fan-in and pack with others
         size = cap
         chunks, cur, used = [], [], 0
-        for i, n in units:
-            lo_ = 0
+        for i, lo_, n in units:
+            if i.whole and cur and (n - lo_) * i.axf <= size and (n - lo_) * i.axf > size - used:
+                chunks.append(cur)  # a piece made by split_graph: keep it whole in one chunk
+                cur, used = [], 0
             while lo_ < n:
                 room = (size - used) // i.axf
                 if room <= 0 and cur:
@@ -840,29 +941,37 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
             q.attrs.pop("cores", None)
             out.add_population(q)
     n_acc = 0
+    acc_width: dict[str, int] = {}
     for s in ng.synapses():
         if s.plastic:
             out.add_synapses(copy.deepcopy(s))
             continue
         pre = ng.pop(s.pre)
-        # pre segments: plan chunk boundaries ∩ pre pieces
-        cuts = {0, pre.size}
         plan = pl.plans[s.post]
-        if plan.chunks:
-            for ch in plan.chunks:
+        inp = next(i for i in plan.ins if i.syn == s.name)
+        # pre segments: the group's span (all of its pre neurons, or the pre_span of a group
+        # that is itself a split segment) cut at the plan's chunk boundaries and the pre pieces
+        if inp.hi <= inp.lo:  # an empty span (no synapses): one zero group from the first piece
+            first = pieces[s.pre][0]
+            segs = [(first[0], first[1], first[1], first[1])]
+        else:
+            cuts = {inp.lo, inp.hi}
+            for ch in plan.chunks or ():
                 for syn, lo, hi in ch:
                     if syn == s.name:
                         cuts.update((lo, hi))
-        for _, a, b in pieces[s.pre]:
-            cuts.update((a, b))
-        cuts = sorted(cuts)
-        segs = []  # (pre piece name, piece lo, seg lo, seg hi)
-        for lo, hi in zip(cuts, cuts[1:]):
-            pname, pa, _ = next(x for x in pieces[s.pre] if x[1] <= lo < x[2])
-            segs.append((pname, pa, lo, hi))
+            cuts.update(x for _, a, b in pieces[s.pre] for x in (a, b) if inp.lo < x < inp.hi)
+            cuts = sorted(cuts)
+            segs = []  # (pre piece name, piece lo, seg lo, seg hi)
+            for lo, hi in zip(cuts, cuts[1:]):
+                pname, pa, _ = next(x for x in pieces[s.pre] if x[1] <= lo < x[2])
+                segs.append((pname, pa, lo, hi))
         one_hot = pre.attrs.get("encoding") in ("one_hot", "position")
         direct = (not fixed) or s.exp >= 0 or one_hot or len(segs) == 1
         W = np.asarray(s.weights)
+        if len(segs) == 1 and segs[0][0] == s.pre and pieces[s.post] == [(s.post, 0, W.shape[0])]:
+            out.add_synapses(copy.deepcopy(s))  # nothing to cut
+            continue
         for qname, qa, qb in pieces[s.post]:
             Wq = W[qa:qb]
             if direct:
@@ -876,7 +985,14 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
             # (q.shift: floor(Σ / 2^-e), the emulator's rounding-neuron rule) and an identity
             # group (e = 0) adds that exact floor(Σ m·s·2^e) to the post population's current
             qpop = ng.pop(s.post)
-            step = max(1, t.neurons_per_core)
+            # each accumulator is as wide as one tile of it holds, so that a split of the split
+            # graph leaves it whole
+            if s.name not in acc_width:
+                units = [_In(f"seg{j}", pname, 0, 1, t.weight_bits, False, False, lo=lo - pa,
+                             hi=hi - pa, whole=True) for j, (pname, pa, lo, hi) in enumerate(segs)]
+                acc_width[s.name] = max(1, min(t.neurons_per_core,
+                                               pl.holder_width(units, qpop.size) or qpop.size))
+            step = acc_width[s.name]
             for sa in range(qa, qb, step):
                 sb = min(qb, sa + step)
                 n_acc += 1
@@ -914,8 +1030,8 @@ def _add_seg(out, s, pname, post, Wq, pieces, pre_name, pa, lo, hi, exp, name, q
     else:  # a fan-in chunk inside a piece: the other columns are zero
         w = np.zeros((Wq.shape[0], width), dtype=Wq.dtype)
         w[:, lo - pa:hi - pa] = Wq[:, lo:hi]
-    attrs = {**copy.deepcopy(s.attrs), "split_of": s.name, "pre_range": [lo, hi],
-             "post_range": [qa, qb]}
+    attrs = {**copy.deepcopy(s.attrs), "split_of": s.attrs.get("split_of", s.name),
+             "pre_range": [lo, hi], "post_range": [qa, qb], "pre_span": [lo - pa, hi - pa]}
     out.add_synapses(SynapseGroup(name=name, pre=pname, post=post, weights=w, exp=exp,
                                   role="static", attrs=attrs))
 

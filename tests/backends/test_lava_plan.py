@@ -83,3 +83,16 @@ def test_lava_unavailable_is_a_clear_import_error(monkeypatch):
     with pytest.raises(ImportError, match="Python 3.10"):
         prog.run(x[:1, :3], backend="lava")
     assert np.asarray(prog.run(x[:1, :3])).shape[:2] == (1, 3)  # numpy still works
+
+
+def test_lava_imports_after_multiprocessing_context_was_fixed():
+    """tqdm (and others) fix the multiprocessing start method; Lava's import must survive it."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp; mp.RLock(); "
+            "from icl_compiler.backends.lava import lava_unavailable_reason as r; "
+            "import lava; print(r())")
+    pytest.importorskip("lava")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "None", out.stderr

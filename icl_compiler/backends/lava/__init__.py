@@ -25,19 +25,35 @@ class LavaUnavailableError(ImportError):
     """Lava (lava-nc 0.10, Python 3.10) cannot be imported here."""
 
 
+def _import_lava() -> None:
+    """Import Lava's runtime.  Lava calls ``multiprocessing.set_start_method('fork')`` at import,
+    which raises if anything (tqdm's lock, for one) already fixed the start method; on Linux
+    that method is 'fork' anyway, so the call is forced here."""
+    import multiprocessing as mp
+
+    orig = mp.set_start_method
+    if mp.get_start_method(allow_none=True) is not None:
+        mp.set_start_method = lambda method, force=False: orig(method, force=True)
+    try:
+        import lava.magma.core.run_configs  # noqa: F401
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+        import lava.proc.dense.process  # noqa: F401
+    finally:
+        mp.set_start_method = orig
+
+
 def lava_unavailable_reason() -> str | None:
     """None if Lava can be used, else why not (one line)."""
     if sys.version_info[:2] != LAVA_PYTHON:
         try:
-            import lava.magma.core.run_configs  # noqa: F401
+            _import_lava()
         except Exception as e:  # noqa: BLE001 - lava 0.10 fails with ValueError on 3.11
             return (f"the Lava backend needs lava-nc 0.10 on Python 3.10; this is Python "
                     f"{sys.version_info.major}.{sys.version_info.minor} and importing Lava "
                     f"failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
         return None
     try:
-        import lava.magma.core.run_configs  # noqa: F401
-        import lava.proc.dense.process  # noqa: F401
+        _import_lava()
     except Exception as e:  # noqa: BLE001
         return (f"the Lava backend needs lava-nc 0.10 (Python 3.10): importing Lava failed "
                 f"({type(e).__name__}: {e}); install it with `pip install lava-nc==0.10.0`")
