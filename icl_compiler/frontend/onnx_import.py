@@ -52,6 +52,7 @@ SHAPE_SLOTS: dict[str, list[tuple[int, str]]] = {
     "Range": [(0, "start"), (1, "limit"), (2, "delta")],
 }
 SCALAR_ATTRS = {"k", "axis", "start", "limit", "delta"}
+STATIC_ATTRS = {"axes", "axis", "steps"}  # operands that may not depend on dynamic axes
 
 DEFAULT_MAX_EXTERNAL_BYTES = 2 * 1024**3
 SUPPORTED_HINT = "Supported ONNX ops: " + ", ".join(SUPPORTED_OPS) + "."
@@ -285,7 +286,9 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
         if isinstance(v, bytes):
             v = _decode(v, what)
         elif isinstance(v, onnx.TensorProto):
-            v = _check_array(np.array(numpy_helper.to_array(v)), f"tensor {what}")
+            label = (f"Constant {node.output[0]!r}" if node.op_type == "Constant" and node.output
+                     else f"tensor {what}")
+            v = _check_array(np.array(numpy_helper.to_array(v)), label)
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
             v = [_decode(x, what) for x in v]
         out[a.name] = v
@@ -393,9 +396,20 @@ class _Importer:
                 "needs it at compile time (shape arithmetic on the input's shape is fine)",
                 node=_label(node), op=node.op_type)
         arr = self.known[name]
+        if what in SCALAR_ATTRS and arr.size != 1:
+            raise CompileError(f"{what} operand {name!r} must hold one value, not {arr.size}",
+                               node=_label(node), op=node.op_type)
         if arr.dtype != object:
+            if arr.dtype.kind not in "biu":
+                raise CompileError(f"{what} operand {name!r} must be integer, not {arr.dtype}",
+                                   node=_label(node), op=node.op_type)
             return [int(x) for x in np.asarray(arr).ravel()]
-        return [norm_dim(x) if isinstance(x, sympy.Basic) else int(x) for x in arr.ravel()]
+        vals = [norm_dim(x) if isinstance(x, sympy.Basic) else int(x) for x in arr.ravel()]
+        if what in STATIC_ATTRS and any(is_sym(v) for v in vals):
+            raise CompileError(f"{what} operand {name!r} depends on a dynamic axis "
+                               f"({', '.join(map(str, vals))}); it must be a constant",
+                               node=_label(node), op=node.op_type)
+        return vals
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -449,10 +463,12 @@ class _Importer:
     def import_node(self, node: onnx.NodeProto) -> None:
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
-            raise CompileError(f"op from domain {node.domain!r} is not supported", node=_label(node),
+            raise CompileError(f"op from domain {node.domain!r} is not supported",
+                               node=_label(node),
                                op=op, hint=SUPPORTED_HINT)
         if op not in SUPPORTED_OPS:
-            raise CompileError("this op is not supported", node=_label(node), op=op, hint=SUPPORTED_HINT)
+            raise CompileError("this op is not supported", node=_label(node), op=op,
+                               hint=SUPPORTED_HINT)
         ins = list(node.input)
         for i in ins:
             if i and i not in self.known and i not in self.g.values:
@@ -474,11 +490,32 @@ class _Importer:
             raise CompileError(f"cannot import: {type(e).__name__}: {_first_line(e)}",
                                node=_label(node), op=op) from None
 
-    def _import(self, node, op, a, ins) -> None:
-        outs = list(node.output)
+    def _import(self, node, op, a, ins, outs=None) -> None:
+        outs = list(node.output) if outs is None else outs
         if op == "Constant":
             self.known[outs[0]] = _check_array(self._constant(a), f"Constant {outs[0]!r}")
             return
+        if op in VARIADIC and len(ins) > VARIADIC[op]:
+            # ONNX takes any number of inputs; the IR op takes at most VARIADIC[op]: chain them
+            # (exact: max/min and concatenation along one axis are associative)
+            k = VARIADIC[op]
+            acc, rest, step = ins[:k], ins[k:], 0
+            while True:
+                last = len(rest) == 0
+                out = outs[0] if last else f"{outs[0]}/{op.lower()}_part{step}"
+                if not last and (out in self.known or out in self.g.values):
+                    raise CompileError(f"value {out!r} already exists")
+                self._import(node, op, a, acc, [out])
+                if last:
+                    return
+                acc, rest, step = [out] + rest[:k - 1], rest[k - 1:], step + 1
+        if op in ("Max", "Min") and len(ins) == 1:
+            op = "Identity"
+        if op == "Dropout" and len(ins) > 2 and ins[2]:
+            mode = self.known.get(ins[2])
+            if mode is None or mode.dtype == object or bool(np.asarray(mode).ravel()[0]):
+                raise CompileError("Dropout in training mode (or with a run-time training_mode) "
+                                   "is random; export the model in eval mode")
         if op in ("Identity", "Dropout"):
             src = ins[0]
             if src in self.known:
@@ -513,6 +550,15 @@ class _Importer:
                      "dtype": val.dtype.name}
         if op == "Split":
             attrs["num_outputs"] = len(outs)
+        for k, i in enumerate(data_ins):
+            if not i and (op in VARIADIC or op == "Einsum" or k < OPS[op].n_inputs[0]):
+                raise CompileError(f"input {k} is missing (empty name)")
+        if op in MIN_RANK and data_ins and data_ins[0]:
+            rank = len(self.shape_of(data_ins[0]))
+            if rank < MIN_RANK[op]:
+                raise CompileError(f"{op} needs an input of rank >= {MIN_RANK[op]}, "
+                                   f"got rank {rank}")
+        _validate(op, [self.shape_of(i) if i else None for i in data_ins], attrs, len(outs))
         # fold when every data operand is known
         xs_sym = any(i and self.known.get(i, np.zeros(0)).dtype == object for i in data_ins)
         if all((not i) or i in self.known for i in data_ins) and (xs_sym or not has_sym(attrs)):
@@ -549,6 +595,18 @@ class _Importer:
                 attrs[name] = vals[0] if name in SCALAR_ATTRS else vals
         if op in ("Reshape", "Expand") and "shape" in attrs:
             attrs["shape"] = list(attrs["shape"])
+        if op == "Reshape" and "shape" in attrs and not attrs.get("allowzero", 0):
+            rank = len(self.shape_of(ins[0]))
+            for i, d in enumerate(attrs["shape"]):
+                if not is_sym(d) and d == 0 and i >= rank:
+                    raise CompileError(f"Reshape target {_fmt(attrs['shape'])} copies dim {i} "
+                                       f"(a 0) from an input of rank {rank}")
+        if op == "Einsum":
+            attrs["equation"] = _einsum_equation(a.get("equation", ""), len(ins))
+        if op == "Trilu" and "k" in attrs and not is_sym(attrs["k"]):
+            # |k| beyond any dim keeps all or nothing; clamp so that numpy's tril/triu (which
+            # negate k in int64) cannot overflow on k = -2**63
+            attrs["k"] = max(-MAX_DIM, min(MAX_DIM, int(attrs["k"])))
         return attrs
 
     def _fold(self, op, xs, attrs, node) -> list[np.ndarray] | None:
@@ -558,19 +616,19 @@ class _Importer:
             full = {k: (int(v) if isinstance(v, sympy.Basic) and v.is_number else v)
                     for k, v in full.items()}
         self._fold_guard(op, xs, full, node)
-        if not symbolic:
-            return [np.asarray(r) for r in OPS[op].compute(xs, full)]
-        return _fold_symbolic(op, xs, full)
+        # NaN/inf from folding are reported (naming the tensor) if they reach the IR; numpy's
+        # RuntimeWarnings would only clutter the CLI's one-line errors
+        with np.errstate(all="ignore"):
+            if not symbolic:
+                return [np.asarray(r) for r in OPS[op].compute(xs, full)]
+            return _fold_symbolic(op, xs, full)
 
     def _fold_guard(self, op, xs, full, node) -> None:
         """Refuse to compute a constant that is too large, before allocating it."""
         ins = [None if x is None else
                Value("", tuple(x.shape), "int64" if x.dtype == object else x.dtype.name)
                for x in xs]
-        try:
-            results = OPS[op].shape(ins, full)
-        except Exception:  # noqa: BLE001 - the computation itself will report the problem
-            return
+        results = OPS[op].shape(ins, full)  # raises for inconsistent operands
         for shape, _ in results:
             _check_shape(shape, "the constant computed at compile time", node,
                          limit=MAX_FOLD_ELEMENTS)
@@ -585,15 +643,25 @@ class _Importer:
             _check_axis(attrs.get("axis", AXIS_OPS[op]), in_vals[0].rank, node)
         if op == "Reshape":
             _check_reshape(in_vals[0].shape, results[0][0], node)
+        if op == "LayerNormalization":
+            _check_norm_params(in_vals, with_defaults(op, attrs)["axis"], node)
         name = node.name if node.name and node.name not in self.node_names else None
         n = self.g.add_node(op, ins, outs[:len(results)], attrs, name=name, onnx_name=node.name or None)
         self.node_names.add(n.name)
         for o, (shape, dtype) in zip(outs, results):
             if o in self.g.values or o in self.known:
-                raise CompileError(f"value {o!r} is produced twice", node=_label(node), op=node.op_type)
+                raise CompileError(f"value {o!r} is produced twice", node=_label(node),
+                                   op=node.op_type)
             self.g.add_value(o, [norm_dim(d) if isinstance(d, sympy.Basic) else int(d) for d in shape],
                              dtype)
 
+
+# ONNX ops that take any number of inputs, with the IR op's maximum
+VARIADIC = {"Max": 2, "Min": 2, "Concat": 64}
+
+# the smallest rank of an op's first data input (ONNX's rule, which shape inference skips)
+MIN_RANK = {"Slice": 1, "Split": 1, "Concat": 1, "Gather": 1, "CumSum": 1, "Softmax": 1,
+            "LayerNormalization": 1, "Trilu": 2}
 
 # ops whose single ``axis`` attribute their shape function does not check (default axis)
 AXIS_OPS = {"CumSum": 0, "Softmax": -1, "LayerNormalization": -1}
@@ -603,6 +671,145 @@ def _check_axis(axis, rank: int, node) -> None:
     if is_sym(axis) or not -max(rank, 1) <= int(axis) < max(rank, 1):
         raise CompileError(f"axis {axis} is out of range for an input of rank {rank}",
                            node=_label(node), op=node.op_type)
+
+
+def _check_norm_params(in_vals, axis, node) -> None:
+    """LayerNormalization's scale and bias must broadcast to the normalised shape X[axis:]."""
+    x = in_vals[0]
+    _check_axis(axis, x.rank, node)
+    norm = x.shape[int(axis) % max(x.rank, 1):]
+    for v, what in zip(in_vals[1:], ("scale", "bias")):
+        if v is None:
+            continue
+        s = v.shape
+        ok = len(s) <= len(norm) and all(
+            (not is_sym(d) and d == 1) or _same_dim(d, n) for d, n in zip(s[::-1], norm[::-1]))
+        if not ok:
+            raise CompileError(f"LayerNormalization {what} {v.name!r} has shape {_fmt(s)}, which "
+                               f"does not broadcast to the normalised shape {_fmt(norm)}",
+                               node=_label(node), op=node.op_type)
+
+
+def _einsum_equation(eq: str, n_inputs: int) -> str:
+    """An explicit ``lhs->rhs`` equation (ONNX allows the implicit form ``ij,jk``)."""
+    eq = eq.replace(" ", "")
+    if "." in eq:
+        raise CompileError(f"Einsum equation {eq!r} uses an ellipsis, which is not supported")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != n_inputs:
+        raise CompileError(f"Einsum equation {eq!r} has {len(terms)} operand(s) for "
+                           f"{n_inputs} input(s)")
+    if not all(t.isalpha() and t.isascii() for t in terms if t) or \
+            not (rhs == "" or (rhs.isalpha() and rhs.isascii())):
+        raise CompileError(f"Einsum equation {eq!r} is malformed")
+    if not arrow:
+        letters = "".join(terms)
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if len(set(rhs)) != len(rhs) or not set(rhs) <= set("".join(terms)):
+        raise CompileError(f"Einsum equation {eq!r} has a bad output term {rhs!r}")
+    return f"{lhs}->{rhs}"
+
+
+def _validate(op: str, shapes: list, attrs: dict, n_out: int) -> None:
+    """ONNX rules that the IR's shape functions do not check (they would give a wrong shape
+    instead of an error, and numpy would compute something else or fail at run time)."""
+    s0 = shapes[0] if shapes else None
+    if op == "Concat":
+        _check_concat_shapes([s for s in shapes], attrs["axis"])
+    elif op == "Split" and s0 is not None:
+        ax = int(attrs.get("axis", 0))
+        if not -len(s0) <= ax < len(s0):
+            raise CompileError(f"axis {ax} is out of range for an input of rank {len(s0)}")
+        sizes = attrs.get("split")
+        if sizes is not None:
+            if len(sizes) != n_out:
+                raise CompileError(f"Split has {len(sizes)} sizes for {n_out} outputs")
+            if any(not is_sym(d) and d < 0 for d in sizes) or \
+                    _dims_differ(_sum(sizes), s0[ax]):
+                raise CompileError(f"Split sizes {_fmt(sizes)} do not add up to the split "
+                                   f"dim {s0[ax]}")
+    elif op == "Transpose" and s0 is not None and attrs.get("perm") is not None:
+        if sorted(int(p) % max(len(s0), 1) for p in attrs["perm"]) != list(range(len(s0))) or \
+                any(not -len(s0) <= int(p) < len(s0) for p in attrs["perm"]):
+            raise CompileError(f"Transpose perm {list(attrs['perm'])} is not a permutation of "
+                               f"the {len(s0)} axes")
+    elif op in ("Unsqueeze", "Squeeze", "ReduceMean", "ReduceSum", "ReduceMax") and \
+            s0 is not None and attrs.get("axes") is not None:
+        rank = len(s0) + (len(attrs["axes"]) if op == "Unsqueeze" else 0)
+        axes = [int(x) for x in attrs["axes"]]
+        if any(not -max(rank, 1) <= x < max(rank, 1) for x in axes):
+            raise CompileError(f"axes {axes} out of range for rank {rank}")
+        norm = [x % max(rank, 1) for x in axes]
+        if len(set(norm)) != len(norm):
+            raise CompileError(f"axes {axes} repeat an axis")
+        if op == "Squeeze":
+            for x in norm:
+                if not is_sym(s0[x]) and int(s0[x]) != 1:
+                    raise CompileError(f"Squeeze axis {x} has size {s0[x]}, not 1")
+    elif op == "Gemm" and len(shapes) >= 2 and shapes[1] is not None:
+        a, b = s0, shapes[1]
+        if len(a) != 2 or len(b) != 2:
+            raise CompileError(f"Gemm needs rank-2 inputs, got {_fmt(a)} and {_fmt(b)}")
+        k1 = a[0] if attrs.get("transA") else a[1]
+        k2 = b[1] if attrs.get("transB") else b[0]
+        if _dims_differ(k1, k2):
+            raise CompileError(f"Gemm inner dims differ: {_fmt(a)} x {_fmt(b)} (transA="
+                               f"{attrs.get('transA', 0)}, transB={attrs.get('transB', 0)})")
+    elif op == "Einsum":
+        terms = attrs["equation"].split("->")[0].split(",")
+        dims: dict[str, Any] = {}
+        for t, s in zip(terms, shapes):
+            if s is None or len(t) != len(s):
+                raise CompileError(f"Einsum term {t!r} does not match an input of shape "
+                                   f"{_fmt(s or ())}")
+            for c, d in zip(t, s):
+                if c in dims and not (_is_one(d) or _is_one(dims[c])) and _dims_differ(d, dims[c]):
+                    raise CompileError(f"Einsum index {c!r} has sizes {dims[c]} and {d}")
+                if c not in dims or _is_one(dims[c]):
+                    dims[c] = d
+
+
+def _is_one(d) -> bool:
+    return not is_sym(d) and int(d) == 1
+
+
+def _sum(dims):
+    total = 0
+    for d in dims:
+        total = total + d
+    return norm_dim(total) if isinstance(total, sympy.Basic) else total
+
+
+def _check_concat_shapes(shapes, axis) -> None:
+    if any(s is None for s in shapes):
+        return  # an empty input name: reported elsewhere
+    rank = len(shapes[0])
+    if is_sym(axis) or not -max(rank, 1) <= int(axis) < max(rank, 1):
+        raise CompileError(f"axis {axis} is out of range for an input of rank {rank}")
+    ax = int(axis) % max(rank, 1)
+    for k, s in enumerate(shapes[1:], 1):
+        if len(s) != rank:
+            raise CompileError(f"Concat input {k} has rank {len(s)}, input 0 has rank {rank}")
+        for i, (a, b) in enumerate(zip(shapes[0], s)):
+            if i != ax and _dims_differ(a, b):
+                raise CompileError(f"Concat input {k} has shape {_fmt(s)}, input 0 has "
+                                   f"{_fmt(shapes[0])}: they differ in dim {i}, not only in the "
+                                   f"concatenation axis {ax}")
+
+
+def _dims_differ(a, b) -> bool:
+    """True when two dims provably differ (unknown when Max/floor/... hide the answer)."""
+    if not is_sym(a) and not is_sym(b):
+        return int(a) != int(b)
+    diff = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
+    return diff != 0 and diff.is_polynomial(*diff.free_symbols)
+
+
+def _same_dim(a, b) -> bool:
+    if is_sym(a) or is_sym(b):
+        return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
+    return int(a) == int(b)
 
 
 def _check_reshape(in_shape, out_shape, node) -> None:
@@ -660,22 +867,32 @@ def _simplify(arr: np.ndarray) -> np.ndarray:
 
 _SYM_BINARY = {
     "Add": lambda x, y: x + y, "Sub": lambda x, y: x - y, "Mul": lambda x, y: x * y,
-    "Div": lambda x, y: sympy.floor(sympy.sympify(x) / y),
+    "Div": lambda x, y: _sym_div(x, y),
     "Max": lambda x, y: sympy.Max(x, y), "Min": lambda x, y: sympy.Min(x, y),
     "Equal": lambda x, y: bool(sympy.simplify(sympy.sympify(x) - y) == 0),
 }
 
 
+def _sym_div(x, y):
+    if not is_sym(y) and y == 0:
+        raise CompileError(f"shape arithmetic divides {x} by 0")
+    return sympy.floor(sympy.sympify(x) / y)
+
+
 def _fold_symbolic(op: str, xs: list, a: dict) -> list[np.ndarray] | None:
     """Shape arithmetic on arrays of symbolic dims.  None = cannot fold (emit the op)."""
     xs = [_obj(x) if x is not None else None for x in xs]
+    if op == "Gather" and has_sym(xs[1]):
+        raise CompileError("Gather indices depend on a dynamic axis; they must be constants")
+    if op == "Where" and has_sym(xs[0]):
+        raise CompileError("a Where condition depends on a dynamic axis in shape arithmetic")
     if op in _SYM_BINARY:
         f = np.frompyfunc(_SYM_BINARY[op], 2, 1)
         return [_simplify(np.asarray(f(xs[0], xs[1]), dtype=object))]
     if op == "Cast":
         return [_simplify(xs[0])] if np.dtype(a["to"]).kind in "iu" else None
     if op == "Neg":
-        return [_simplify(-xs[0])]
+        return [_simplify(np.asarray(np.negative(xs[0]), dtype=object))]
     if op in ("Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Reshape", "Where",
               "Expand", "Transpose"):
         if op == "Gather":

@@ -214,11 +214,11 @@ class Lowerer:
         b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
         if W not in self.consts or (b is not None and b not in self.consts):
             raise self.err(node, "Linear needs constant weights")
-        Wt = self.consts[W].T.astype(np.float64)  # [out, in]
+        Wt = self.consts[W].astype(np.float64).T  # [out, in]; convert first: cheaper than a strided copy
         bias = None if b is None else self.consts[b].astype(np.float64)
         src = self.form_of(x)
         if src.selection:
-            terms = [(p, Wt @ S) for p, S in src.terms]
+            terms = [(p, _compose(Wt, S)) for p, S in src.terms]
         else:
             p = self.pop_for(x, layer)
             terms = [(p, Wt)]
@@ -350,6 +350,18 @@ class Lowerer:
             terms.append((out, E))
         self.forms[node.outputs[0]] = Affine(H * dv, terms, None, selection=True)
         return L + 1
+
+
+def _compose(Wt: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Wt @ S for a 0/1 selection S (at most one 1 per row), without a dense matrix product
+    (GPT-2 small: 13.5 s of products with identity matrices)."""
+    n_in, n_out = S.shape
+    if n_in == n_out and np.count_nonzero(S) == n_in and np.all(S.diagonal() == 1):
+        return Wt
+    rows, cols = np.nonzero(S)
+    out = np.zeros((Wt.shape[0], n_out))
+    np.add.at(out.T, cols, Wt[:, rows].T)
+    return out
 
 
 def _add(a, b):
