@@ -114,7 +114,12 @@ class Program:
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                 os.rename(target, old / "x")
-                os.rename(tmp, target)
+                try:
+                    os.rename(tmp, target)
+                except BaseException:
+                    os.rename(old / "x", target)  # put the previous program back
+                    shutil.rmtree(old, ignore_errors=True)
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, target)
