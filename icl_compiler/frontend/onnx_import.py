@@ -97,6 +97,7 @@ def load_onnx(src: str | os.PathLike | onnx.ModelProto, *,
         base = path.resolve().parent
     if not model.HasField("graph") or not model.graph.node:
         raise CompileError("the ONNX model has an empty graph (is this really an ONNX file?)")
+    _check_text(model)
     _load_external(model, base, max_external_bytes)
     try:
         onnx.checker.check_model(model)
@@ -113,6 +114,24 @@ def load_onnx(src: str | os.PathLike | onnx.ModelProto, *,
     except Exception as e:  # noqa: BLE001
         raise CompileError(f"ONNX shape inference failed: {_first_line(e)}") from None
     return model
+
+
+def _check_text(msg, where: str = "model") -> None:
+    """protobuf hands back text fields holding invalid UTF-8 as bytes; refuse them here rather
+    than let bytes reach names, dim_params and external data locations."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in msg.ListFields():
+        repeated = (field.is_repeated if hasattr(field, "is_repeated")
+                    else field.label == FieldDescriptor.LABEL_REPEATED)
+        items = value if repeated else [value]
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for i, item in enumerate(items):
+                _check_text(item, f"{where}.{field.name}" + (f"[{i}]" if repeated else ""))
+        elif field.type == FieldDescriptor.TYPE_STRING and any(isinstance(v, bytes)
+                                                                for v in items):
+            raise CompileError(f"{where}.{field.name} is not valid UTF-8 text (the file is "
+                               "corrupt)")
 
 
 def _first_line(e: BaseException) -> str:
@@ -252,6 +271,14 @@ def _check_array(arr: np.ndarray, what: str, *, node: str | None = None,
     if arr.dtype.name not in IR_DTYPES:
         raise CompileError(f"{what} has element type {arr.dtype.name}, which the compiler does "
                            "not support (use float32, int64 or bool)", node=node, op=op)
+    if arr.dtype == bool:
+        # ONNX stores a bool per byte; other bytes than 0/1 are a corrupt file, and numpy and
+        # onnxruntime read them differently (numpy: true, onnxruntime's Where: false)
+        bad = int(np.count_nonzero(arr.view(np.uint8) > 1))
+        if bad:
+            raise CompileError(f"{what} is a bool tensor with {bad} byte(s) other than 0 or 1 "
+                               "(the file is corrupt)", node=node, op=op)
+        return arr
     if arr.dtype.kind != "f" or arr.size == 0:
         return arr
     nan = int(np.count_nonzero(np.isnan(arr)))
@@ -333,8 +360,11 @@ def _label(node: onnx.NodeProto) -> str:
     return f"<unnamed, output {first!r}>" if first else "<unnamed>"
 
 
-def _fmt(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+def _fmt(shape, limit: int = 8) -> str:
+    dims = [str(d) for d in shape]
+    if len(dims) > limit:  # keep one-line messages readable
+        dims = dims[:limit // 2] + [f"... ({len(dims)} dims) ..."] + dims[-(limit // 2):]
+    return "[" + ", ".join(dims) + "]"
 
 
 _SYMPY_NAMES = set(vars(sympy))
@@ -587,7 +617,13 @@ class _Importer:
         for k, v in a.items():
             if k in schema:
                 attrs[k] = v
+        for k in BOOL_ATTRS & set(attrs):
+            if isinstance(attrs[k], bool) or attrs[k] not in (0, 1):
+                raise CompileError(f"attribute {k}={attrs[k]!r} must be 0 or 1")
         if op == "Gelu" and "approximate" in a:
+            if a["approximate"] not in ("none", "tanh"):
+                raise CompileError(f"Gelu approximate={a['approximate']!r} must be 'none' or "
+                                   "'tanh'")
             attrs["approximate"] = a["approximate"]
         for slot, name in SHAPE_SLOTS.get(op, []):
             if slot < len(ins) and ins[slot]:
@@ -639,6 +675,10 @@ class _Importer:
         results = od.shape(in_vals, with_defaults(op, attrs))
         for o, (shape, _) in zip(outs, results):
             _check_shape(shape, f"output {o!r}", node)
+            if any(not is_sym(d) and int(d) == 0 for d in shape):
+                raise CompileError(f"output {o!r} is empty (shape {_fmt(shape)}); a run-time "
+                                   "tensor without elements cannot be mapped to neurons",
+                                   node=_label(node), op=node.op_type)
         if op in AXIS_OPS and in_vals and in_vals[0] is not None:
             _check_axis(attrs.get("axis", AXIS_OPS[op]), in_vals[0].rank, node)
         if op == "Reshape":
@@ -655,6 +695,10 @@ class _Importer:
             self.g.add_value(o, [norm_dim(d) if isinstance(d, sympy.Basic) else int(d) for d in shape],
                              dtype)
 
+
+# 0/1 flags (onnxruntime reads other values differently from "nonzero is true")
+BOOL_ATTRS = {"keepdims", "upper", "transA", "transB", "exclusive", "reverse",
+              "noop_with_empty_axes", "allowzero"}
 
 # ONNX ops that take any number of inputs, with the IR op's maximum
 VARIADIC = {"Max": 2, "Min": 2, "Concat": 64}
@@ -799,11 +843,14 @@ def _check_concat_shapes(shapes, axis) -> None:
 
 
 def _dims_differ(a, b) -> bool:
-    """True when two dims provably differ (unknown when Max/floor/... hide the answer)."""
+    """True when two dims differ for every value of the (positive integer) dim symbols.
+
+    ``seq`` and ``16`` may be equal at run time, so they do not differ; ``24*batch*seq`` and
+    ``288*batch*seq`` always do.  (sympy's assumptions decide; unknown means "may be equal".)
+    """
     if not is_sym(a) and not is_sym(b):
         return int(a) != int(b)
-    diff = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
-    return diff != 0 and diff.is_polynomial(*diff.free_symbols)
+    return sympy.expand(sympy.sympify(a) - sympy.sympify(b)).is_zero is False
 
 
 def _same_dim(a, b) -> bool:
@@ -815,14 +862,7 @@ def _same_dim(a, b) -> bool:
 def _check_reshape(in_shape, out_shape, node) -> None:
     """Reshape must keep the element count (a -1 that does not divide evenly is an error)."""
     a, b = _prod(in_shape), _prod(out_shape)
-    if not is_sym(a) and not is_sym(b):
-        ok = int(a) == int(b)
-    else:
-        diff = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
-        # a polynomial in the dims that is not identically 0 is a real mismatch; with floor,
-        # Max, ... in it the frontend cannot decide, and the run-time reshape will check
-        ok = diff == 0 or not diff.is_polynomial(*diff.free_symbols)
-    if not ok:
+    if _dims_differ(a, b):  # counts that may agree at run time are checked there
         raise CompileError(f"cannot reshape {_fmt(in_shape)} ({a} elements) into "
                            f"{_fmt(out_shape)} ({b} elements)", node=_label(node), op=node.op_type)
 
@@ -904,7 +944,16 @@ def _fold_symbolic(op: str, xs: list, a: dict) -> list[np.ndarray] | None:
 
 
 def import_model(model: onnx.ModelProto) -> Graph:
-    return _Importer(model).run()
+    try:
+        return _Importer(model).run()
+    except CompileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - last line of defence: never a traceback
+        raise CompileError(f"cannot import the model ({INTERNAL}: {type(e).__name__}: "
+                           f"{_first_line(e)})") from None
+
+
+INTERNAL = "internal frontend error, please report it"
 
 
 def onnx_io(model: onnx.ModelProto) -> dict:
