@@ -20,6 +20,7 @@ the result passes ``verify_neuro``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,6 @@ from ..ir.graph import Graph, Node
 from ..ir.neuro import (K_WRITE_RULE, V_WRITE_RULE, HeadSpec, NeuroGraph, Population,
                         SynapseGroup)
 from ..ir.symbolic import is_sym
-import copy
 
 
 @dataclass

@@ -131,3 +131,17 @@ def test_fast_weight_lowering_float_only():
     assert _rel(prog.run(x), onnxruntime_run(str(path), x)) <= 1e-4
     with pytest.raises(icl.CompileError, match="float"):
         _compile(name, precision="fixed", lowering="fast_weight")
+
+
+def test_strict_turns_saturation_into_an_error():
+    # with 8-bit weights this fixture's own input saturates one plastic write (recorded above)
+    name = "tok_relu_rownorm_trilmul_1l2h"
+    path, x, meta = fixture(name)
+    prog = icl.compile(path, precision="fixed", calibration=x, max_context=16)
+    sat = prog.report["quantisation"]["saturation_events"]
+    assert sat >= 1 and prog.report["quantisation"]["saturations"]
+    with pytest.raises(icl.CompileError, match=r"--strict: \d+ saturation events"):
+        icl.compile(path, precision="fixed", calibration=x, max_context=16, strict=True)
+    # 16-bit weights keep the same data inside the ranges: strict passes
+    icl.compile(path, precision="fixed", calibration=x, max_context=16, strict=True,
+                weight_bits=16)
