@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.helper
 import onnx.numpy_helper
 
 from icl_compiler.errors import CompileError
@@ -251,13 +252,13 @@ def _constants(m: onnx.ModelProto) -> dict:
         except Exception:  # noqa: BLE001
             pass
     for n in m.graph.node:
-        if n.op_type == "Constant" and n.output:
-            for a in n.attribute:
-                if a.name == "value":
-                    try:
-                        out[n.output[0]] = onnx.numpy_helper.to_array(a.t)
-                    except Exception:  # noqa: BLE001
-                        pass
+        if n.op_type == "Constant" and n.output and len(n.attribute) == 1:
+            try:
+                v = onnx.helper.get_attribute_value(n.attribute[0])
+                out[n.output[0]] = (onnx.numpy_helper.to_array(v)
+                                    if isinstance(v, onnx.TensorProto) else np.asarray(v))
+            except Exception:  # noqa: BLE001
+                pass
     return out
 
 
