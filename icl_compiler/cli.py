@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CompileError
+from .errors import CompileError, OptionError
 
 EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
@@ -144,7 +144,7 @@ def _main(args) -> int:
                            verify_ir=args.verify_ir, dump_after=args.dump_ir,
                            dump=lambda text: print(text), strict=args.strict,
                            target=_target(args), weight_bits=args.weight_bits)
-    except ValueError as e:
+    except OptionError as e:
         raise _Usage(str(e)) from None
     print(format_report(prog.report), flush=True)
     extra: dict[str, bytes] = {}

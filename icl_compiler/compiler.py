@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from .errors import CompileError
+from .errors import CompileError, OptionError
 from .frontend.onnx_import import import_model, load_onnx, onnx_io
 from .ir.neuro import verify_neuro
 from .ir.verify import verify
@@ -34,13 +34,13 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
     carries each matrix's residual: twice the synapse memory, ~256x smaller weight error).
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise OptionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if lowering not in LOWERINGS:
-        raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+        raise OptionError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
     if weight_bits not in (8, 16):
-        raise ValueError(f"weight_bits must be 8 or 16, got {weight_bits!r}")
+        raise OptionError(f"weight_bits must be 8 or 16, got {weight_bits!r}")
     if max_context is not None and (int(max_context) != max_context or max_context < 1):
-        raise ValueError(f"max_context must be a positive integer, got {max_context!r}")
+        raise OptionError(f"max_context must be a positive integer, got {max_context!r}")
     passes: list[dict] = []
 
     def timed(name: str, fn, summary: Callable[[object], str]):
@@ -69,7 +69,7 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
     ctx = PassContext(max_context=max_context, lowering=lowering, precision=precision)
     neuro_stages = ("lower", "quantise", "schedule")
     if dump_after is not None and dump_after not in ("import", *neuro_stages, *PASS_NAMES):
-        raise ValueError(f"--dump-ir: unknown pass {dump_after!r}; choose one of "
+        raise OptionError(f"--dump-ir: unknown pass {dump_after!r}; choose one of "
                          f"{', '.join(('import', *PASS_NAMES, *neuro_stages))}")
     passes += run_pipeline(graph, ctx, verify_each=verify_ir,
                            dump_after=dump_after if dump_after in PASS_NAMES else None, dump=dump)

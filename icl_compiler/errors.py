@@ -25,3 +25,7 @@ class CompileError(Exception):
 
 class VerificationError(Exception):
     """The compiled program's output differs from the reference by more than the tolerance."""
+
+
+class OptionError(ValueError):
+    """A compile option has a bad value (the CLI reports it as a usage error, exit 2)."""

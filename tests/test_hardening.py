@@ -514,3 +514,12 @@ def test_invalid_utf8_text_fields_are_refused(tmp_path):
     with pytest.raises(CompileError, match=r"model\.graph\.input\[0\].*dim\[1\]\.dim_param is "
                                            "not valid UTF-8"):
         load_onnx(p)
+
+
+def test_foreign_program_json_does_not_count_as_a_previous_program(tmp_path, small_program):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "program.json").write_text('{"something": "else"}')
+    with pytest.raises(CompileError, match="--force"):
+        small_program.save(out)
+    assert (out / "program.json").read_text() == '{"something": "else"}'

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+
 import numpy as np
 import sympy
+from sympy.parsing.sympy_parser import parse_expr
 
 Dim = Any  # int | sympy.Expr
 
@@ -66,10 +69,24 @@ def dim_to_json(d: Dim) -> int | str:
     return int(d) if not isinstance(d, sympy.Basic) else ("$" + str(d))
 
 
+_DIM_TEXT = re.compile(r"^[A-Za-z0-9_+\-*/(), ]*$")
+_DIM_FUNCS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Max": sympy.Max, "Min": sympy.Min,
+              "Integer": sympy.Integer, "Rational": sympy.Rational}
+
+
 def dim_from_json(d: int | str) -> Dim:
+    """Parse a saved dim.  The text comes from a file, so it is parsed as a restricted
+    expression (identifiers, integers, + - * / and a few functions), never evaluated."""
     if isinstance(d, str) and d.startswith("$"):
-        expr = sympy.sympify(d[1:])
-        return expr.subs({s: sym(s.name) for s in expr.free_symbols})
+        text = d[1:]
+        if not _DIM_TEXT.match(text) or "__" in text:
+            raise ValueError(f"not a dimension expression: {text[:60]!r}")
+        names = {n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if n not in _DIM_FUNCS}
+        expr = parse_expr(text, local_dict={n: sym(n) for n in names},
+                          global_dict=dict(_DIM_FUNCS), evaluate=True)
+        if not isinstance(expr, sympy.Basic):
+            raise ValueError(f"not a dimension expression: {text[:60]!r}")
+        return norm_dim(expr)
     return d
 
 

@@ -96,7 +96,7 @@ class Program:
             if not target.is_dir():
                 raise CompileError(f"output path {target} exists and is not a directory")
             contents = set(os.listdir(target))
-            is_program = "program.json" in contents
+            is_program = "program.json" in contents and _is_program_file(target / "program.json")
             if contents and not is_program and not force:
                 raise CompileError(f"output directory {target} is not empty and holds no previous "
                                    "program; choose another directory or pass --force")
@@ -127,6 +127,14 @@ class Program:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
+
+
+def _is_program_file(path: Path) -> bool:
+    """A previous program is only what we wrote: program.json with our format tag."""
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _json_default(o):

@@ -61,3 +61,13 @@ def test_printer_golden():
     g.outputs = ["r"]
     verify(g)
     assert to_text(g) == GOLDEN
+
+
+def test_saved_dims_are_parsed_not_evaluated():
+    from icl_compiler.ir.symbolic import dim_from_json, dim_to_json
+
+    for d in (sym("seq"), sym("batch") * sym("seq"), sym("seq") - 1):
+        assert dim_from_json(dim_to_json(d)) == d
+    for bad in ('$__import__("os").getpid()', "$seq.__class__", "$open('x')"):
+        with pytest.raises(ValueError):
+            dim_from_json(bad)
