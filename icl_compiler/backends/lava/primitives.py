@@ -193,13 +193,7 @@ def run_head(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,
     kq_src.s_out.connect(k_syn.s_in)
     k_syn.a_out.connect(slots.a0)
     slots.bap0.connect(k_syn.s_in_bap)
-    slots.s0.connect(v_syn.s_in)
-    v_syn.a_out.connect(vals.a0)
-    v_src.s_out.connect(vals.vin0)
-    vals.y1_0.connect(v_syn.s_in_y1)
-    vals.y2_0.connect(v_syn.s_in_y2)
-    vals.y3_0.connect(v_syn.s_in_y3)
-    vals.s_out.connect(sink.a_in)
+    _connect_value_stage(slots, v_syn, vals, v_src, sink)
 
     def fetch():
         return sink.data.get(), k_syn.weights.get(), v_syn.weights.get()
@@ -208,6 +202,17 @@ def run_head(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,
     out, K, V = (np.rint(a).astype(np.int64) for a in (out, K, V))  # sink data is float64
     outputs = out.T[HEAD_LATENCY : HEAD_LATENCY + HEAD_STEPS_PER_TOKEN * T : 2]
     return HeadRun(outputs, K, V, steps, HEAD_PROCESSES + HEAD_IO_PROCESSES)
+
+
+def _connect_value_stage(slots, v_syn, vals, v_src, sink) -> None:
+    """Slots → V LearningDense → value neurons (which drive the third factors y1..y3) → sink."""
+    slots.s0.connect(v_syn.s_in)
+    v_syn.a_out.connect(vals.a0)
+    v_src.s_out.connect(vals.vin0)
+    vals.y1_0.connect(v_syn.s_in_y1)
+    vals.y2_0.connect(v_syn.s_in_y2)
+    vals.y3_0.connect(v_syn.s_in_y3)
+    vals.s_out.connect(sink.a_in)
 
 
 def run_value_stage(scores, vs, t_max: int, f: str = "relu", tag: str = "fixed_pt", **slot_kw):
@@ -238,12 +243,6 @@ def run_value_stage(scores, vs, t_max: int, f: str = "relu", tag: str = "fixed_p
     vals = ValueNeuron(heads=[{"size": dv, "out": (0, dv)}], fixed=tag == "fixed_pt")
     sink = Sink(shape=(dv,), buffer=steps)
     s_src.s_out.connect(slots.a0)
-    slots.s0.connect(v_syn.s_in)
-    v_syn.a_out.connect(vals.a0)
-    v_src.s_out.connect(vals.vin0)
-    vals.y1_0.connect(v_syn.s_in_y1)
-    vals.y2_0.connect(v_syn.s_in_y2)
-    vals.y3_0.connect(v_syn.s_in_y3)
-    vals.s_out.connect(sink.a_in)
+    _connect_value_stage(slots, v_syn, vals, v_src, sink)
     out, V = _run(s_src, steps, tag, lambda: (sink.data.get(), v_syn.weights.get()))
     return np.asarray(out.T)[HEAD_LATENCY : HEAD_LATENCY + 2 * T : 2], np.asarray(V)
