@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("numpy", "lava"), default="numpy",
                    help="backend for --run and --verify (default: numpy)")
     p.add_argument("--calibrate", metavar="X.npy",
-                   help="inputs used to size fixed-point payloads (default: weight statistics)")
+                   help="inputs used to size fixed-point payloads (default: 16 random "
+                        "sequences: uniform token ids, or features uniform in [0, 1])")
     p.add_argument("--run", metavar="X.npy", help="run the program on X and write OUT/output.npy")
     p.add_argument("--verify", action="store_true",
                    help="compare with onnxruntime (on --run data, else calibration data, else "
@@ -66,9 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Loihi 2 system (sets the chip count)")
     p.add_argument("--chips", type=int, metavar="N", help="number of chips available")
     p.add_argument("--cores-per-chip", type=int, metavar="N", help="override neuro cores per chip")
-    p.add_argument("--weight-bits", type=int, choices=(8, 16), default=8,
-                   help="fixed mode: 8 = one int8 mantissa per weight; 16 = a second int8 synapse "
-                        "group holds the residual (2x synapse memory, much smaller error)")
+    p.add_argument("--weight-bits", choices=("auto", "8", "16"), default="auto",
+                   help="fixed mode: 8 = one int8 mantissa per weight and one int8 plastic synapse "
+                        "per K/V entry; 16 = a second int8 synapse group holds each matrix's "
+                        "residual and K/V get a low half too (2x synapse memory, ~100x smaller "
+                        "error); auto = 8 unless its output error on the calibration data exceeds "
+                        "--error-target, then 16 (default: auto)")
+    p.add_argument("--error-target", type=float, default=0.05, metavar="REL",
+                   help="fixed mode, --weight-bits auto: the largest relative output error "
+                        "(max |fixed - float| / max |float| on the calibration data) accepted "
+                        "for 8-bit weights (default: 0.05)")
     p.add_argument("--strict", action="store_true",
                    help="fixed mode: any saturation on the calibration data is an error")
     p.add_argument("--dump-ir", metavar="PASS", help="print the IR after pass PASS")
@@ -139,11 +147,13 @@ def _main(args) -> int:
     if args.precision == "float" and calib is not None:
         print("note: --calibrate only matters with --precision fixed", file=sys.stderr)
     try:
+        bits = args.weight_bits if args.weight_bits == "auto" else int(args.weight_bits)
         prog = icl_compile(args.model, precision=args.precision, calibration=calib,
                            max_context=args.max_context, lowering=args.lowering,
                            verify_ir=args.verify_ir, dump_after=args.dump_ir,
                            dump=lambda text: print(text), strict=args.strict,
-                           target=_target(args), weight_bits=args.weight_bits)
+                           target=_target(args), weight_bits=bits,
+                           error_target=args.error_target)
     except OptionError as e:
         raise _Usage(str(e)) from None
     print(format_report(prog.report), flush=True)

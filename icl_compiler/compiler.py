@@ -22,7 +22,8 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
             calibration: np.ndarray | None = None, max_context: int | None = None, *,
             lowering: str = "auto", verify_ir: bool = False, dump_after: str | None = None,
             dump: Callable[[str], None] | None = None, strict: bool = False,
-            target: dict | None = None, weight_bits: int = 8) -> Program:
+            target: dict | None = None, weight_bits: int | str = "auto",
+            error_target: float = 0.05) -> Program:
     """Compile an ONNX model (path or ModelProto) into a :class:`Program`.
 
     precision: "float" (exact, float64) or "fixed" (Loihi 2 integers).
@@ -30,15 +31,22 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
     max_context: the context capacity T_max (needed when the sequence axis is dynamic and the
     model has no mask buffer that fixes it).
     strict: in fixed mode, any saturation on the calibration data is a CompileError.
-    weight_bits: 8 (one int8 mantissa + exponent per matrix) or 16 (a second int8 synapse group
-    carries each matrix's residual: twice the synapse memory, ~256x smaller weight error).
+    weight_bits: fixed mode.  8 = one int8 mantissa + exponent per matrix and one int8 plastic
+    synapse per K/V entry; 16 = a second int8 synapse group carries each matrix's residual and
+    K/V entries get a high and a low plastic synapse (twice the synapse memory, ~100x smaller
+    error); "auto" (default) = 8 unless its output error on the calibration data exceeds
+    ``error_target``, then 16 (the report's quantisation section says which and why).
+    error_target: relative error (max |fixed − float| / max |float| on the calibration data)
+    that "auto" accepts for 8-bit.
     """
     if precision not in PRECISIONS:
         raise OptionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if lowering not in LOWERINGS:
         raise OptionError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
-    if weight_bits not in (8, 16):
-        raise OptionError(f"weight_bits must be 8 or 16, got {weight_bits!r}")
+    if weight_bits not in (8, 16, "auto") or isinstance(weight_bits, bool):
+        raise OptionError(f"weight_bits must be 8, 16 or 'auto', got {weight_bits!r}")
+    if not isinstance(error_target, (int, float)) or not 0 < error_target < float("inf"):
+        raise OptionError(f"error_target must be a positive number, got {error_target!r}")
     if max_context is not None and (int(max_context) != max_context or max_context < 1):
         raise OptionError(f"max_context must be a positive integer, got {max_context!r}")
     passes: list[dict] = []
@@ -96,7 +104,8 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
             if calibration.dtype.kind == "f" and not np.all(np.isfinite(calibration)):
                 raise CompileError("calibration data contains NaN or inf")
         ng, quant_report = timed("quantise", lambda: quantise(ng, calibration, strict=strict,
-                                                              weight_bits=weight_bits),
+                                                              weight_bits=weight_bits,
+                                                              error_target=error_target),
                                  lambda r: r[1]["summary"])
         verify_neuro(ng)
         if dump_after == "quantise" and dump:
@@ -114,9 +123,15 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
             h["lowering"] = "kv_slot"
             h["lowering_reason"] = ("auto: kv_slot (exact in Loihi fixed point; fast_weight would "
                                     "need 9-bit weights to accumulate v·kᵀ)")
-        h["encodings"] = ({"K": "sign_split [2·max(k,0), 2·max(−k,0)] / read [q, −q]",
-                           "V": "signed third factor y1 = v"} if h["lowering"] == "kv_slot"
-                          else {"W": "fast weight W += v·kᵀ (float)"})
+        kv16 = any(s.kv_bits == 16 and (s.layer, s.head) == (h["layer"], h["head"])
+                   for s in ng.heads)
+        h["encodings"] = (
+            {"K": "sign_split [2·max(k,0), 2·max(−k,0)] / read [q, −q]",
+             "V": "signed third factor y1 = v"} if h["lowering"] == "kv_slot" and not kv16 else
+            {"K": "k = hi·2^7 + lo: [2·max(hi,0), 2·max(−hi,0), 2·lo] / read [q, −q, q >> 7]",
+             "V": "v = hi·2^7 + lo: third factors y1 = [hi, lo] on high and low value neurons, "
+                  "output high + (low >> 7)"} if h["lowering"] == "kv_slot" else
+            {"W": "fast weight W += v·kᵀ (float)"})
     n_weights = sum(s.weights.size for s in ng.synapses())
     prog.report = {
         "model": {**onnx_io(proto), "onnx_ops": dict(sorted(op_counts_onnx.items())),

@@ -66,6 +66,8 @@ def test_missing_model_file(tmp_path):
     (("m.onnx", "--precision", "double"), "invalid choice"),
     (("m.onnx", "--max-context", "zero"), "invalid int"),
     (("m.onnx", "--bogus"), "unrecognized arguments"),
+    (("m.onnx", "--weight-bits", "12"), "invalid choice"),
+    (("m.onnx", "--error-target", "lots"), "invalid float"),
 ])
 def test_usage_errors_exit_2(args, needle):
     r = cli(*args)
@@ -108,6 +110,23 @@ def test_compile_run_verify_writes_program(tmp_path):
     assert y.shape == (x.shape[0], x.shape[1], 20)
     rep = json.loads((out / "report.json").read_text())
     assert rep["verification"]["ok"] and rep["precision"] == "fixed"
+
+
+def test_auto_weight_bits_choose_16_for_an_ill_conditioned_model(tmp_path):
+    src, x, _ = fixture("dyn_feat_relu_trilmul_2l2h_rms_ext")
+    np.save(tmp_path / "x.npy", x)
+    r = cli(src, "-o", tmp_path / "out", "--precision", "fixed", "--calibrate", tmp_path / "x.npy",
+            "--max-context", 16, "--verify")
+    assert r.returncode == 0, r.stderr
+    assert "> target 5.00%, so 16-bit" in r.stdout and "-> ok" in r.stdout
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["quantisation"]["weight_bits"] == 16 and rep["quantisation"]["kv_bits"] == 16
+    r = cli(src, "-o", tmp_path / "o8", "--precision", "fixed", "--calibrate", tmp_path / "x.npy",
+            "--max-context", 16, "--weight-bits", 8, "--verify")
+    assert r.returncode == 4 and "verification failed" in r.stderr
+    r = cli(src, "-o", tmp_path / "o3", "--precision", "fixed", "--max-context", 16,
+            "--error-target", "-1")
+    assert r.returncode == 2 and "error_target" in r.stderr
 
 
 def test_verification_failure_exits_4(tmp_path):

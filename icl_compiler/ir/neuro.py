@@ -116,6 +116,9 @@ class HeadSpec:
     normalise: str = "none"  # none | rowsum
     eps: float = 0.0
     lowering: str = "kv_slot"  # kv_slot | fast_weight
+    # fixed mode: 8 = one int8 plastic synapse per K/V entry; 16 = a high and a low one
+    # (x = hi·2^7 + lo, backends/numpy/fixed.py: kv_split); set by the quantiser
+    kv_bits: int = 8
 
 
 class NeuroGraph:
@@ -203,6 +206,7 @@ class NeuroGraph:
             lines.append(
                 f"  head L{h.layer}H{h.head}: k={h.k} q={h.q} v={h.v} slots={h.slots}[{h.t_max}]"
                 f" out={h.out} f={h.f} scale={h.scale:g} norm={h.normalise} lowering={h.lowering}"
+                + (f" kv_bits={h.kv_bits}" if h.kv_bits != 8 else "")
             )
         if self.schedule:
             lines.append(f"  schedule {json.dumps(self.schedule, sort_keys=True)}")
@@ -310,6 +314,9 @@ def verify_neuro(ng: NeuroGraph) -> None:
         for name in (h.k, h.q, h.v, h.slots, h.out):
             if name not in ng.g:
                 raise NeuroVerifyError(f"head L{h.layer}H{h.head}: unknown population {name}")
+        if h.kv_bits not in (8, 16) or (h.kv_bits == 16 and not fixed):
+            raise NeuroVerifyError(f"head L{h.layer}H{h.head}: kv_bits {h.kv_bits} (8, or 16 in "
+                                   "fixed mode)")
         if ng.pop(h.slots).size != h.t_max:
             raise NeuroVerifyError(f"head L{h.layer}H{h.head}: slots size != T_max {h.t_max}")
         ks, vs = ng.syn(h.k_syn), ng.syn(h.v_syn)

@@ -284,9 +284,15 @@ class _Planner:
         self.tiles: list[Tile] = []
         self.plans: dict[str, _PopPlan] = {}
         self.head_of_slots = {h.slots: h for h in ng.heads}
-        self.sign_split = {p for h in ng.heads if h.lowering == "kv_slot" for p in (h.k, h.q)}
+        # neurons per logical neuron: k and q are sign split (×2, ×3 with 16-bit K: a low
+        # half), 16-bit V has high and low value neurons (×2); K axons per k/q neuron likewise
+        kv = [h for h in ng.heads if h.lowering == "kv_slot"]
+        res = {h.k_syn for h in kv if h.kv_bits == 16}
+        self.mults = {p: 3 if h.k_syn in res else 2 for h in kv for p in (h.k, h.q)} | {
+            h.out: 2 for h in kv if h.k_syn in res}
+        self.sign_split = set(self.mults)
         self.head_pops = {p for h in ng.heads for p in (h.k, h.q, h.v, h.slots, h.out)}
-        self.k_syns = {h.k_syn for h in ng.heads if h.lowering == "kv_slot"}
+        self.k_syns = {h.k_syn: 3 if h.k_syn in res else 2 for h in kv}
         self.slot_splits = 0
         self.order = {name: i for i, name in enumerate(ng.g.nodes)}
         self.layer = _effective_layers(ng)
@@ -308,7 +314,7 @@ class _Planner:
         for s in syns:
             pre = self.ng.pop(s.pre)
             lo, hi = _pre_span(s)
-            out.append(_In(s.name, s.pre, pre.size, 2 if s.name in self.k_syns else 1,
+            out.append(_In(s.name, s.pre, pre.size, self.k_syns.get(s.name, 1),
                            self.t.plastic_weight_bits if s.plastic else self.t.weight_bits,
                            s.plastic, pre.attrs.get("encoding") in ("one_hot", "position"),
                            lo=lo, hi=hi, whole="split_of" in (s.attrs or {})))
@@ -375,7 +381,7 @@ class _Planner:
 
     def plan_pop(self, p: Population) -> None:
         cls = self.cls(p)
-        mult = 2 if p.name in self.sign_split else 1
+        mult = self.mults.get(p.name, 1)
         ins = self._ins(p.name)
         plan = _PopPlan(p.name, cls, mult, ins, None)
         self.plans[p.name] = plan
@@ -714,8 +720,8 @@ def partition(ng: NeuroGraph, target=None) -> dict:
     tot_f = sum(x.fan_in for x in tiles)
     lb = max(1 if tiles else 0, -(-tot_n // cn), -(-tot_b // cb), -(-tot_f // cf))
     ideal_bits = sum(np.size(s.weights) * (t.plastic_weight_bits if s.plastic else t.weight_bits)
-                     * (2 if s.name in pl.k_syns else 1)
-                     * (2 if s.post in pl.sign_split else 1) for s in ng.synapses())
+                     * pl.k_syns.get(s.name, 1) * pl.mults.get(s.post, 1)
+                     for s in ng.synapses())
     ideal_n = sum(p.size * pl.plans[p.name].mult for p in ng.populations()
                   if pl.plans[p.name].cls == "neurocore")
     lb_ideal = max(1 if tiles else 0, -(-ideal_n // cn), -(-ideal_bits // cb))

@@ -17,7 +17,13 @@ Produces: a copy with ``precision="fixed"`` where
     K write, v ∈ [−127, 127] for the third-factor V write), q uses 8 bits so scores stay well
     inside the 24-bit accumulator; slot neurons right-shift scores by ``r`` before f (and by
     ``r2`` after squaring for relu2); the V read right-shifts by ``-e_v``.  All these scales are
-    folded into the read path (the next Dense's mantissas), never applied as multiplications.
+    folded into the read path (the next Dense's mantissas), never applied as multiplications;
+  * weight bits: 8 = one int8 mantissa per weight and one int8 plastic synapse per K/V entry;
+    16 = every static matrix gets a second int8 group for its residual, and every K/V entry a
+    high and a low plastic synapse (k, v use 15 bits: x = hi·2^7 + lo, ``fixed.kv_split``; the
+    score and V read scales gain the factor 2^7).  "auto" (default) keeps 8 unless the 8-bit
+    program's output error against the float graph on the calibration data exceeds
+    ``error_target`` (5 %), then uses 16; the report says which and why.
 Calibration: the float emulator is run on the calibration inputs and records max |value| per
 population and per head internal (scores, slot outputs, V accumulations).  Without calibration
 data: ``DEFAULT_CALIBRATION`` random sequences of T_max tokens — token ids uniform over the
@@ -31,6 +37,7 @@ import math
 
 import numpy as np
 
+from ..backends.numpy.fixed import RES_SCALE
 from ..errors import CompileError
 from ..ir.neuro import NeuroGraph, SynapseGroup
 
@@ -44,6 +51,8 @@ ROUND_BITS = 8  # extra current bits of the 8-bit k/q/v populations, rounded awa
 ONE_HOT = 127  # payload of a one-hot token / position spike
 MANT_MAX = 127
 DEFAULT_CALIBRATION = 16
+WEIGHT_BITS = (8, 16, "auto")
+ERROR_TARGET = 0.05  # auto weight bits: largest output error of 8-bit on the calibration data
 DEFAULT_FEATURE_RANGE = (0.0, 1.0)
 
 
@@ -61,13 +70,14 @@ def quantise_matrix(M: np.ndarray) -> tuple[np.ndarray, int]:
     return m, e
 
 
-def calibrate(ng: NeuroGraph, x: np.ndarray) -> dict[str, float]:
+def calibrate(ng: NeuroGraph, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Float run on the calibration data: (max |value| per probe, the float outputs)."""
     from ..backends.numpy.emulator import Emulator
 
     emu = Emulator(ng)
     emu.record = {}
-    emu.run(x)
-    return emu.record
+    y, _ = emu.run(x)
+    return emu.record, y
 
 
 def default_calibration(ng: NeuroGraph, n: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
@@ -80,8 +90,19 @@ def default_calibration(ng: NeuroGraph, n: int = DEFAULT_CALIBRATION, seed: int 
     return rng.uniform(lo, hi, size=(n, T, ng.pop("input").size))
 
 
+def relative_error(y: np.ndarray, ref: np.ndarray) -> float:
+    """max |y − ref| / max |ref| (0 when both are 0)."""
+    den = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
+    num = float(np.max(np.abs(y - ref))) if np.size(ref) else 0.0
+    return num / den if den > 0 else (0.0 if num == 0 else float("inf"))
+
+
 def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
-             strict: bool = False, weight_bits: int = 8) -> tuple[NeuroGraph, dict]:
+             strict: bool = False, weight_bits: int | str = "auto",
+             error_target: float = ERROR_TARGET) -> tuple[NeuroGraph, dict]:
+    """Quantise the float graph (see the module docstring).  ``weight_bits``: 8, 16, or "auto"
+    (8 unless the 8-bit program's output error on the calibration data exceeds
+    ``error_target``, then 16)."""
     if ng.precision != "float":
         raise ValueError("quantise expects the float graph")
     source = "calibration data"
@@ -100,23 +121,39 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
             if qpop.bias is not None:
                 qpop.bias = -qpop.bias
             h.scale = -h.scale
-    rec = calibrate(fq, np.asarray(calibration))
+    calibration = np.asarray(calibration)
+    rec, y_float = calibrate(fq, calibration)
     for name, v in rec.items():
         if not np.isfinite(v):
             raise CompileError(f"calibration produced a non-finite value in {name}; check the "
                                "weights and the calibration data")
-    if weight_bits not in (8, 16):
-        raise ValueError("weight_bits must be 8 or 16")
-    # pass 1 with the default payload limits; pass 2 with each population's limit lowered so
-    # that every consumer's int32 accumulator Σ m·s stays exact (|Σ| < ACC_LIMIT)
-    q, mats, head_params = _assign(fq, rec, {}, weight_bits)
-    limits = _accumulator_limits(q)
-    q, mats, head_params = _assign(fq, rec, limits, weight_bits)
-    # 4. measure saturation on the calibration data in fixed point
+    if weight_bits not in WEIGHT_BITS:
+        raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}")
+    if not 0 < error_target:
+        raise ValueError("error_target must be positive")
     from ..backends.numpy.emulator import Emulator
 
-    emu = Emulator(q)
-    _, stats = emu.run(np.asarray(calibration))
+    errors: dict[int, float] = {}
+    for bits in ((8, 16) if weight_bits == "auto" else (weight_bits,)):
+        # pass 1 with the default payload limits; pass 2 with each population's limit lowered
+        # so that every consumer's int32 accumulator Σ m·s stays exact (|Σ| < ACC_LIMIT)
+        q, mats, head_params = _assign(fq, rec, {}, bits)
+        limits = _accumulator_limits(q)
+        q, mats, head_params = _assign(fq, rec, limits, bits)
+        # 4. saturation and output error on the calibration data in fixed point
+        emu = Emulator(q)
+        y_fixed, stats = emu.run(calibration)
+        errors[bits] = relative_error(emu.dequantise(y_fixed), y_float)
+        if errors[bits] <= error_target:
+            break
+    if weight_bits == "auto":
+        choice = (f"auto: 8-bit error {errors[8]:.2%} on the {source.split(':')[0]} "
+                  + (f"<= target {error_target:.2%}" if bits == 8 else
+                     f"> target {error_target:.2%}, so 16-bit (error {errors[16]:.2%}"
+                     + ("" if errors[16] <= error_target else ", still above the target")
+                     + ")"))
+    else:
+        choice = f"{bits}-bit as asked (error {errors[bits]:.2%} on the {source.split(':')[0]})"
     sat = dict(stats.saturations)
     if strict and sat:
         worst = max(sat, key=sat.get)
@@ -127,19 +164,26 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
     report = {
         "calibration": source,
         "activation_bits": ACT_BITS + 1,
-        "weight_bits": weight_bits,
-        "weight_encoding": ("int8 mantissa + exponent per matrix" if weight_bits == 8 else
+        "weight_bits": bits,
+        "weight_bits_choice": choice,
+        "error_target": error_target,
+        "calibration_error": {str(b): round(e, 6) for b, e in errors.items()},
+        "weight_encoding": ("int8 mantissa + exponent per matrix" if bits == 8 else
                             "two int8 synapse groups per matrix (high and residual mantissas)"),
-        "kv_range": [-KV_MAX, KV_MAX],
+        "kv_bits": bits,
+        "kv_encoding": ("one int8 plastic synapse per K/V entry" if bits == 8 else
+                        "a high and a low int8 plastic synapse per K/V entry (x = hi·2^7 + lo)"),
+        "kv_range": ([-KV_MAX, KV_MAX] if bits == 8 else
+                     [-KV_MAX * RES_SCALE, KV_MAX * RES_SCALE + RES_SCALE - 1]),
         "populations": {p.name: p.scale for p in q.populations()},
         "matrices": mats,
         "heads": head_params,
         "saturations": sat,
         "saturation_events": int(sum(sat.values())),
-        "summary": (f"{len(mats)} matrices int8 (worst mantissa rel. error "
-                    f"{max((m['max_rel_err'] for m in mats), default=0):.3g}), "
-                    f"{len(q.heads)} plastic heads, {sum(sat.values())} saturation events on "
-                    f"{source.split(':')[0]}"),
+        "summary": (f"{bits}-bit weights and K/V ({'auto' if weight_bits == 'auto' else 'asked'}"
+                    f"), output error {errors[bits]:.2%} vs float on the "
+                    f"{source.split(':')[0]}, {len(mats)} matrices, {len(q.heads)} plastic heads, "
+                    f"{sum(sat.values())} saturation events"),
     }
     return q, report
 
@@ -156,9 +200,18 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
     def lim(name: str, default: int) -> int:
         return min(default, limits.get(name, default))
 
-    # k and v are bounded by the plastic weights' 8 bits; q only by the int32 read Σ k·q
-    head_pops = {h.k: KV_TARGET for h in q.heads} | {h.v: KV_TARGET for h in q.heads} | {
-        h.q: lim(h.q, ACC_LIMIT // (KV_MAX * q.pop(h.q).size)) for h in q.heads}
+    # 16-bit weights: K and V too get a high and a low plastic synapse per entry (x = hi·2^7 + lo)
+    for h in q.heads:
+        if h.lowering == "kv_slot":
+            h.kv_bits = 16 if weight_bits == 16 else 8
+    res = {h.k: RES_SCALE if h.kv_bits == 16 else 1 for h in q.heads} | {
+        h.v: RES_SCALE if h.kv_bits == 16 else 1 for h in q.heads}
+    # k and v are bounded by the plastic weights' 8 (16) bits; q only by the int32 read Σ k·q
+    # (16-bit K adds Σ lo·(q >> 7) ≤ Σ |q|)
+    head_pops = {h.k: KV_TARGET * res[h.k] for h in q.heads} | {
+        h.v: KV_TARGET * res[h.v] for h in q.heads} | {
+        h.q: lim(h.q, ACC_LIMIT // ((KV_MAX + (h.kv_bits == 16)) * q.pop(h.q).size))
+        for h in q.heads}
     outs = {h.out: h for h in q.heads}
     # 1. population scales
     for p in q.populations():
@@ -174,7 +227,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             continue  # set with the head below
         limit = head_pops.get(p.name, lim(p.name, ACT_MAX))
         p.scale = mx(p.name) / limit
-        if head_pops.get(p.name) == KV_TARGET:
+        if p.name in res:
             # 8-bit k/q/v: the synapses deliver ROUND_BITS more bits and the neuron rounds
             # (out = (current + 2^(R-1)) >> R) so the plastic values are unbiased, not floored
             p.attrs["q"] = {"shift": ROUND_BITS, "in_scale": p.scale / 2**ROUND_BITS}
@@ -184,7 +237,8 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
     head_params = []
     for h in q.heads:
         sk, sq, sv = q.pop(h.k).scale, q.pop(h.q).scale, q.pop(h.v).scale
-        c = h.scale * sk * sq  # real score per integer score unit
+        R = res[h.k]  # 16-bit K: slot s receives Σ k·q / 2^7
+        c = h.scale * sk * sq * R  # real score per integer score unit
         score_int = mx(h.slots + ":score") / c
         # slot outputs: 24-bit payloads, and Σ_t V[:, t]·a_t must stay inside int32
         a_max = min(2**20, ACC_LIMIT // (KV_MAX * h.t_max))
@@ -200,6 +254,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
         slots = q.pop(h.slots)
         slots.scale = sa
         slots.attrs["q"] = {"r": r, "r2": r2}
+        sv = sv * res[h.v]  # real value per unit of the combined accumulator (fixed.value_combine)
         acc_int = mx(h.out + ":acc") / (sv * sa)
         e_v = -max(0, _exp_for(acc_int, lim(h.out, ACT_MAX)))
         out = q.pop(h.out)
@@ -209,7 +264,8 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             out.scale = sv * sa * 2.0**(-e_v)
         out.attrs["q"] = {"e_v": e_v, "s_v": sv, "s_a": sa}
         head_params.append({"layer": h.layer, "head": h.head, "k_scale": sk, "q_scale": sq,
-                            "v_scale": sv, "slot_shift": r, "slot_shift2": r2, "v_read_exp": e_v})
+                            "v_scale": q.pop(h.v).scale, "kv_bits": h.kv_bits, "slot_shift": r,
+                            "slot_shift2": r2, "v_read_exp": e_v})
     # 3. synapses and biases
     mats = []
     for s in list(q.synapses()):

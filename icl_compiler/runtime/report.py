@@ -36,4 +36,6 @@ def format_report(r: dict) -> str:
     q = r.get("quantisation")
     if q:
         lines.append(f"fixed point {q['summary']}")
+        if q.get("weight_bits_choice"):
+            lines.append(f"weights    {q['weight_bits_choice']}")
     return "\n".join(lines)

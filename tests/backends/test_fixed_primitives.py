@@ -167,6 +167,67 @@ def test_v_read():
     assert fixed.v_read(V, a, exp=-2).tolist() == [[-61, 58]]  # floor(-241/4), floor(234/4)
 
 
+# -- 16-bit K/V: a high and a low plastic synapse per entry ------------------------------------------
+
+def test_kv_split():
+    hi, lo = fixed.kv_split(arr(300, -1, 0, 127, -128), True, -127, 127)
+    assert hi.tolist() == [2, -1, 0, 0, -1] and lo.tolist() == [44, 127, 0, 127, 0]
+    # saturation to [-127·128, 127·128 + 127] before the split
+    hi, lo = fixed.kv_split(arr(16384, -16257, 16383, -16256), True, -127, 127)
+    assert hi.tolist() == [127, -127, 127, -127] and lo.tolist() == [127, 0, 127, 0]
+    x, none = fixed.kv_split(arr(300), False, -127, 127)
+    assert x.tolist() == [300] and none is None
+
+
+def test_k_payloads_16bit():
+    # k = 300 = 2·128 + 44, k = −1 = −1·128 + 127
+    assert fixed.k_payload(arr(300, -1), True).tolist() == [4, 0, 0, 2, 88, 254]
+    assert fixed.q_payload(arr(1000, -300), True).tolist() == [1000, -300, -1000, 300, 7, -3]
+
+
+def test_k_write_16bit_range_edges_and_saturation():
+    K = fixed.k_init(1, 2, 4, residual=True)
+    assert K.shape == (1, 2, 12)
+    k = arr(-16256, 16383, 0, -1)
+    K, sat = fixed.k_write(K, k[None], 1, residual=True)
+    assert sat == 0
+    assert K[0, 1].tolist() == [0, 127, 0, 0, 127, 0, 0, 1, 0, 127, 0, 127]
+    assert fixed.k_signed(K, residual=True)[0, 1].tolist() == k.tolist()
+    assert (K[0, 0] == 0).all()
+    K2, sat = fixed.k_write(fixed.k_init(1, 1, 2, True), arr(16384, -16257)[None], 0, True)
+    assert sat == 2 and fixed.k_signed(K2, True)[0, 0].tolist() == [16383, -16256]
+
+
+def test_k_read_16bit():
+    K, _ = fixed.k_write(fixed.k_init(1, 2, 1, True), arr(300)[None], 0, True)
+    # hi·q + lo·(q >> 7) = 2·1000 + 44·7 = 2308 ≈ 300·1000 / 128 = 2343.75
+    assert fixed.k_read(K, arr(1000)[None], residual=True).tolist() == [[2308, 0]]
+    assert fixed.k_read(K, arr(-1000)[None], residual=True).tolist() == [[-2000 + 44 * -8, 0]]
+
+
+def test_v_write_16bit_range_edges_and_saturation():
+    V = fixed.v_init(1, 3, 2, residual=True)
+    assert V.shape == (1, 6, 2)
+    V, sat = fixed.v_write(V, arr(300, -16384, 16383)[None], 1, residual=True)
+    assert sat == 0
+    assert V[0, :, 1].tolist() == [2, -128, 127, 44, 0, 127]  # high rows, then low rows
+    assert (V[0, :, 0] == 0).all()
+    V, sat = fixed.v_write(V, arr(-16385, 16384, 0)[None], 0, residual=True)
+    assert sat == 2 and V[0, :, 0].tolist() == [-128, 127, 0, 0, 127, 0]
+    assert fixed.v_third_factor(arr(-1), True).tolist() == [-1, 127]
+
+
+def test_v_read_and_combine_16bit():
+    V, _ = fixed.v_write(fixed.v_init(1, 1, 2, True), arr(300)[None], 0, residual=True)
+    V, _ = fixed.v_write(V, arr(-1)[None], 1, residual=True)
+    a = arr(10, 4)[None]
+    acc = fixed.v_read(V, a)  # rows: high 2·10 − 1·4, low 44·10 + 127·4
+    assert acc.tolist() == [[16, 948]]
+    assert fixed.value_combine(acc, True).tolist() == [[16 + 7]]  # 948 >> 7 = 7; exact 23.40625
+    assert fixed.value_out(arr(2**24, 0), True).tolist() == [2**23 - 1]
+    assert fixed.value_combine(acc, False).tolist() == [[16, 948]]
+
+
 # -- slot neuron and a whole head --------------------------------------------------------------------
 
 def test_slot_f():

@@ -25,13 +25,13 @@ B, T = 2, 5
 _PROGS: dict = {}
 
 
-def _prog(name, precision):
-    key = (name, precision)
+def _prog(name, precision, bits=8):
+    key = (name, precision, bits)
     if key not in _PROGS:
         path, x, meta = fixture(name)
         _PROGS[key] = icl.compile(path, precision=precision,
                                   calibration=x if precision == "fixed" else None,
-                                  max_context=meta["t_max"])
+                                  max_context=meta["t_max"], weight_bits=bits)
     return _PROGS[key]
 
 
@@ -47,10 +47,14 @@ def _gone(names):
     return not any(os.path.exists(f"/dev/shm/{n}") for n in names)
 
 
-@pytest.mark.parametrize("name, exp_in", [(n, "dense") for n in NAMES]
-                         + [("tok_relu_fillneg_2l2h_ln_pos", "neuron")])
-def test_fixed_bit_exact_with_emulator(name, exp_in):
-    prog = _prog(name, "fixed")
+# 16-bit: the high and low plastic synapses of K and V (two layers with RMSNorm; row-sum divide)
+@pytest.mark.parametrize("name, exp_in, bits", [(n, "dense", 8) for n in NAMES]
+                         + [("tok_relu_fillneg_2l2h_ln_pos", "neuron", 8),
+                            ("dyn_feat_relu_trilmul_2l2h_rms_ext", "dense", 16),
+                            ("tok_relu_rownorm_trilmul_1l2h", "dense", 16)])
+def test_fixed_bit_exact_with_emulator(name, exp_in, bits):
+    prog = _prog(name, "fixed", bits)
+    assert all(h.kv_bits == bits for h in prog.ng.heads)
     _, x = _x(name)
     y = prog.run(x, backend="lava", return_payload=True, exp_in=exp_in)
     extra = prog.last_lava

@@ -22,6 +22,8 @@ from tests.helpers import attention_graph
 # A tiny artificial core: 8 neurons, 256 bytes of synapse memory, fan-in 16.  Every population
 # wider than 8 neurons, every input wider than 16 axons and every matrix over 2 Kbit splits.
 TINY = dict(neurons_per_core=8, synapse_bytes_per_core=256, fan_in_per_core=16)
+# 16-bit K/V store a high and a low plastic synapse per entry: a head needs more memory per core
+TINY16 = {**TINY, "synapse_bytes_per_core": 512}
 KEYS = {"cores_used", "cores_lower_bound", "chips_used", "neurons", "synapses", "synapse_bits",
         "per_core", "interchip_spikes_per_token", "embedded_ops", "host_ops", "target"}
 
@@ -101,6 +103,18 @@ def test_resources_report_on_a_small_model():
     assert "cores" in text and "lower bound" in text and "L0.h0.slots" in text
     json.dumps(res)  # report.json needs plain JSON
     assert ng.pop("L0.h0.slots").attrs["cores"] == [0]
+
+
+def test_16bit_kv_counts_low_halves():
+    """16-bit K/V: k and q neurons ×3 instead of ×2 (the low half), value neurons ×2, and the
+    plastic synapses grow with them; the static ':lo' groups add synapse memory only."""
+    g = attention_graph(np.random.default_rng(0), t_max=8)
+    r8, r16 = (partition(_quantised(g, weight_bits=b)) for b in (8, 16))
+    ng = _quantised(g, weight_bits=16)
+    extra = sum(ng.pop(h.k).size + ng.pop(h.q).size + ng.pop(h.out).size for h in ng.heads)
+    assert r16["neurons"] - r8["neurons"] == extra
+    assert r16["synapses"] > 1.4 * r8["synapses"]
+    assert r16["synapse_bits"] > r8["synapse_bits"]
 
 
 def test_offcore_placement_and_ops():
@@ -340,7 +354,7 @@ def test_split_graph_is_idempotent(which):
         ng = _quantised(small_gpt(vocab=40))
     else:
         ng = _quantised(attention_graph(rng, feat=20, out=10, t_max=8), weight_bits=16)
-        target = TINY
+        target = TINY16
     sg = split_graph(ng, target)
     assert len(sg.populations()) > len(ng.populations())  # there was something to split
     sg2 = split_graph(sg, target)
@@ -388,7 +402,7 @@ def test_split_graph_fixed_is_bit_identical(which):
         q = _quantised(attention_graph(rng, feat=20, out=10, t_max=8),
                        weight_bits=16 if which == "attention16" else 8)
         x = rng.uniform(0, 1, (3, 7, 20))
-        target = TINY
+        target = TINY16 if which == "attention16" else TINY
     else:
         q = _quantised(small_gpt(vocab=40))
         x = rng.integers(0, 40, (3, 8))

@@ -6,27 +6,28 @@ import numpy as np
 import pytest
 
 import icl_compiler as icl
+from icl_compiler.errors import OptionError
 from icl_compiler.runtime.reference import onnxruntime_run
 from tests.helpers import fixture, fixture_names
 
 # Fixed-point relative error (max |y - ort| / max |ort|), calibrated on the fixture's own input,
 # measured when this test was written.  The test fails if a figure worsens by more than 10 %.
-# 16-bit weights = two int8 synapse groups per matrix; 8-bit = one.
+# 8-bit = one int8 synapse per weight and per K/V entry; 16-bit = two (high and residual).
 FIXED_ERROR = {
-    # name: (8-bit weights, 16-bit weights)
-    "tok_identity_trilmul_1l1h": (0.0351, 0.0077),
-    "tok_identity_fill0_2l2h_ln": (0.0379, 0.0108),
-    "tok_relu_fillneg_2l2h_ln_pos": (0.0454, 0.0143),
-    "feat_relu_where_1l2h_rms": (0.0271, 0.0069),
-    "feat_relu2_additive_2l4h_lndec": (0.0298, 0.0088),
-    "tok_relu_rownorm_trilmul_1l2h": (0.023, 0.0033),
-    "tok_relu_perhead_fillneginf_1l2h": (0.0258, 0.0089),
-    "feat_relu_wherearange_fused_2l2h": (0.0276, 0.0042),
-    "feat_identity_trilmul_1l4h_noMLP": (0.0183, 0.0036),
-    "dyn_tok_relu_fillneg_2l2h_ln": (0.0373, 0.0069),
-    # ill-conditioned: a RMSNorm rescales one low-norm token whose attention output carries the
-    # global 8-bit K/V quantisation step (see closing note of issue 4)
-    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.4637, 0.0541),
+    # name: (8-bit, 16-bit)
+    "tok_identity_trilmul_1l1h": (0.0351, 0.00024),
+    "tok_identity_fill0_2l2h_ln": (0.0379, 0.00033),
+    "tok_relu_fillneg_2l2h_ln_pos": (0.0454, 0.00025),
+    "feat_relu_where_1l2h_rms": (0.0271, 0.00086),
+    "feat_relu2_additive_2l4h_lndec": (0.0298, 0.00042),
+    "tok_relu_rownorm_trilmul_1l2h": (0.023, 0.00014),
+    "tok_relu_perhead_fillneginf_1l2h": (0.0258, 0.00025),
+    "feat_relu_wherearange_fused_2l2h": (0.0276, 0.00038),
+    "feat_identity_trilmul_1l4h_noMLP": (0.0183, 0.00027),
+    "dyn_tok_relu_fillneg_2l2h_ln": (0.0373, 0.00046),
+    # ill-conditioned at 8 bits: RMSNorm rescales a low-norm token whose residual carries the
+    # global 8-bit weight and K/V quantisation steps; the default (auto) picks 16 bits for it
+    "dyn_feat_relu_trilmul_2l2h_rms_ext": (0.4637, 0.00064),
 }
 NAMES = fixture_names(softmax=False)
 
@@ -70,9 +71,41 @@ def test_fixed_error_within_recorded_bound(name, bits):
     path, x, meta, prog = _compile(name, precision="fixed", calibration=x_of(name), weight_bits=bits)
     err = _rel(prog.run(x), onnxruntime_run(str(path), x))
     bound = FIXED_ERROR[name][0 if bits == 8 else 1]
-    assert err <= bound * 1.1 + 1e-4, f"{name}: fixed error {err:.4f} worse than recorded {bound}"
-    if bits == 16 and name != "dyn_feat_relu_trilmul_2l2h_rms_ext":
-        assert err <= 0.05
+    assert err <= bound * 1.1 + 1e-5, f"{name}: fixed error {err:.5f} worse than recorded {bound}"
+    assert prog.report["quantisation"]["weight_bits"] == bits
+    assert all(h.kv_bits == bits for h in prog.ng.heads)
+    if bits == 16:
+        assert err <= 0.005
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_fixed_is_within_five_percent(name):
+    """The acceptance bound with default options: auto weight bits keep 8 where 8-bit meets the
+    5 % target on the calibration data and take 16 where it does not."""
+    path, x, meta, prog = _compile(name, precision="fixed", calibration=x_of(name))
+    err = _rel(prog.run(x), onnxruntime_run(str(path), x))
+    assert err <= 0.05, f"{name}: default fixed error {err:.4f}"
+    q = prog.report["quantisation"]
+    want = 8 if FIXED_ERROR[name][0] <= 0.05 else 16
+    assert q["weight_bits"] == want and q["weight_bits_choice"].startswith("auto")
+    assert q["calibration_error"]["8"] == pytest.approx(FIXED_ERROR[name][0], rel=0.1)
+    if want == 16:
+        assert "> target 5.00%" in q["weight_bits_choice"]
+        assert any(s.name.endswith(":lo") for s in prog.ng.synapses())
+        assert all("hi·2^7 + lo" in h["encodings"]["K"] for h in prog.report["attention"])
+
+
+def test_error_target_moves_the_auto_choice():
+    name = "feat_identity_trilmul_1l4h_noMLP"  # 8-bit error 1.8 %
+    path, x, meta = fixture(name)
+    loose = icl.compile(path, precision="fixed", calibration=x, max_context=16, error_target=0.05)
+    tight = icl.compile(path, precision="fixed", calibration=x, max_context=16, error_target=0.01)
+    assert loose.report["quantisation"]["weight_bits"] == 8
+    assert tight.report["quantisation"]["weight_bits"] == 16
+    with pytest.raises(OptionError, match="error_target"):
+        icl.compile(path, precision="fixed", calibration=x, max_context=16, error_target=0)
+    with pytest.raises(OptionError, match="weight_bits"):
+        icl.compile(path, precision="fixed", calibration=x, max_context=16, weight_bits=12)
 
 
 def x_of(name):

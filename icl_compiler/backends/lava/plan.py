@@ -206,12 +206,15 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
         for i, (h, A) in enumerate(members):
             name = _head_name(h)
             d, dv = ng.pop(h.k).size, ng.pop(h.v).size
-            width = 2 * d if fixed else d
+            res = fixed and h.kv_bits == 16  # high and low plastic synapses (fixed.kv_split)
+            width = (3 if res else 2) * d if fixed else d
             r0 = kb["out_size"]
             kb["out_size"] = r0 + width
             kq_rows.append((r0, r0 + width))
-            loc_in[h.k] = (kq_name, unit(kb, f"k{i}", "k", ng.pop(h.k), A, (r0, r0 + width)))
-            loc_in[h.q] = (kq_name, unit(kb, f"q{i}", "q", ng.pop(h.q), A + 1, (r0, r0 + width)))
+            loc_in[h.k] = (kq_name, unit(kb, f"k{i}", "k", ng.pop(h.k), A, (r0, r0 + width),
+                                         residual=res))
+            loc_in[h.q] = (kq_name, unit(kb, f"q{i}", "q", ng.pop(h.q), A + 1, (r0, r0 + width),
+                                         residual=res))
             loc_in[h.v] = (va_name, unit(vb, f"v{i}", "v", ng.pop(h.v), A + 1, None))
             procs[f"{name}.K"] = ProcSpec(f"{name}.K", "k_syn", h.t_max,
                                           params={"shape": (h.t_max, width), "weight_exp": 0})
@@ -223,12 +226,13 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
             rowsum = h.normalise == "rowsum"
             oq = ng.pop(h.out).attrs.get("q", {})
             v_exp = 0 if (rowsum or not fixed) else int(oq.get("e_v", 0))
-            procs[f"{name}.V"] = ProcSpec(f"{name}.V", "v_syn", dv,
-                                          params={"shape": (dv, h.t_max), "weight_exp": v_exp})
+            vrows = 2 * dv if res else dv  # 16-bit V: high rows, then low rows
+            procs[f"{name}.V"] = ProcSpec(f"{name}.V", "v_syn", vrows,
+                                          params={"shape": (vrows, h.t_max), "weight_exp": v_exp})
             o = vb["out_size"]
             vb["out_size"] = o + dv
-            value_heads.append({"size": dv, "out": (o, o + dv), "anchor": A, "tokens": T,
-                                "seq_len": L, "clear": True, "raw": rowsum})
+            value_heads.append({"size": vrows, "out": (o, o + dv), "anchor": A, "tokens": T,
+                                "seq_len": L, "clear": True, "raw": rowsum, "residual": res})
             if rowsum:
                 e0 = eb["out_size"]
                 du = unit(eb, h.out, "divide", ng.pop(h.out), A + 3, (e0, e0 + dv),

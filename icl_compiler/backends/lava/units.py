@@ -114,9 +114,9 @@ class Bank:
         if kind in ("graded", "graded_relu", "output", "k", "q", "v", "norm"):
             val = rules.neuron(self.ng, pop, self.current(unit, time_step)[None], self.stats)[0]
             if kind == "k" and self.fixed:
-                return fixed.k_payload(val)
+                return fixed.k_payload(val, unit.get("residual", False))
             if kind == "q" and self.fixed:
-                return fixed.q_payload(val)
+                return fixed.q_payload(val, unit.get("residual", False))
             return val
         if kind == "divide":
             return divide(self.fixed, unit["divide"], self.operand(unit, "acc", time_step),

@@ -98,6 +98,17 @@ column t becomes clip(v, -128, 127).  In read steps y1 = y2 = y3 = 0, so x0 from
 changes nothing (y3 is the write enable of the −w term; y2 could be dropped as ``x0 * y1`` has no
 shift).  A bAP on V would clip y to [0, 127] — never send one.
 
+16-bit K/V (``residual=True``; the quantiser's ``--weight-bits 16``)
+---------------------------------------------------------------------
+Each K/V entry is two plastic int8 synapses: x = hi·2^7 + lo with hi = x >> 7 in the 8-bit range
+above and lo = x & 127 ∈ [0, 127] (``kv_split``; x saturates to [lo_min·2^7, hi_max·2^7 + 127]).
+K: 3d pre neurons, write payloads ``[2·max(hi,0), 2·max(−hi,0), 2·lo]`` (the same two-factor rule
+writes all three), read payloads ``[q, −q, q >> 7]``: slot s receives Σ hi·q + lo·(q >> 7)
+≈ Σ k·q / 2^7 (one LearningDense, one weight_exp).  V: 2d_v post (value) neurons, high rows then
+low rows, third factors y1 = [hi, lo]; the value neuron outputs ``high + (low >> 7)``
+(``value_combine``), each row already shifted by the LearningDense's weight_exp.  Both halves are
+written once per slot onto zeros, so the write stays exact.
+
 Corrections to DESIGN §4/§5 (everything else there was confirmed)
 -----------------------------------------------------------------
 1. "Graded payloads enter x1 as round_half_even(p/2), clipped to [0, 127]": the value is cast to
@@ -129,6 +140,8 @@ PAYLOAD_MIN = -(2 ** (PAYLOAD_BITS - 1))
 TAU_NO_DECAY = 2**60  # exp(-1/tau) == 1.0 in float64: exact, deterministic traces
 K_RANGE = (-127, 127)
 V_RANGE = (-128, 127)
+RES_BITS = 7  # 16-bit K/V: x = hi·2^7 + lo, hi in the 8-bit range, lo in [0, 127]
+RES_SCALE = 2**RES_BITS
 V_Y2 = 8  # third factors of the V write (see module doc)
 V_Y3 = 32
 WEIGHT_MIN, WEIGHT_MAX = -256, 255  # learned weights, mixed sign mode
@@ -245,33 +258,49 @@ def x1_from_payload(p) -> np.ndarray:
     return np.clip(round_half_even_half(p) & 0xFF, 0, 127)
 
 
-def k_payload(k) -> np.ndarray:
-    """Sign-split write payloads ``[2·max(k,0), 2·max(−k,0)]`` (int32), k [..., d] → [..., 2d]."""
-    k = np.asarray(k, np.int64)
-    return wrap32(np.concatenate([2 * np.maximum(k, 0), 2 * np.maximum(-k, 0)], axis=-1))
+def kv_split(x, residual: bool, lo_min: int, hi_max: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit K/V: (x, None).  16-bit K/V (``residual``): x saturated to
+    [lo_min·2^7, hi_max·2^7 + 127] and split into x = hi·2^7 + lo, hi = x >> 7, lo = x & 127."""
+    x = np.asarray(x, np.int64)
+    if not residual:
+        return x, None
+    x = np.clip(x, lo_min * RES_SCALE, hi_max * RES_SCALE + RES_SCALE - 1)
+    return x >> RES_BITS, x & (RES_SCALE - 1)
 
 
-def q_payload(q) -> np.ndarray:
-    """Read payloads ``[q, −q]`` (int32), q [..., d] → [..., 2d]."""
+def k_payload(k, residual: bool = False) -> np.ndarray:
+    """Write payloads, k [..., d] → [..., 2d]: ``[2·max(k,0), 2·max(−k,0)]`` (sign split);
+    16-bit K: [..., 3d] = ``[2·max(hi,0), 2·max(−hi,0), 2·lo]`` with k = hi·2^7 + lo."""
+    hi, lo = kv_split(k, residual, K_RANGE[0], K_RANGE[1])
+    parts = [2 * np.maximum(hi, 0), 2 * np.maximum(-hi, 0)] + ([2 * lo] if residual else [])
+    return wrap32(np.concatenate(parts, axis=-1))
+
+
+def q_payload(q, residual: bool = False) -> np.ndarray:
+    """Read payloads, q [..., d] → [..., 2d]: ``[q, −q]``; 16-bit K: [..., 3d] = ``[q, −q, q >> 7]``
+    (the low half of K is read at 2^-7, so slot s receives ≈ Σ k_s·q / 2^7)."""
     q = wrap32(q)
-    return wrap32(np.concatenate([q, -q], axis=-1))
+    parts = [q, -q] + ([q >> RES_BITS] if residual else [])
+    return wrap32(np.concatenate(parts, axis=-1))
 
 
-def k_init(batch: int, t_max: int, d: int) -> np.ndarray:
-    """Zero K synapses, layout [B, T_max, 2d] (= Lava's LearningDense weights [post, pre])."""
-    return np.zeros((batch, t_max, 2 * d), np.int64)
+def k_init(batch: int, t_max: int, d: int, residual: bool = False) -> np.ndarray:
+    """Zero K synapses, layout [B, T_max, 2d] (3d for 16-bit K) = Lava's LearningDense [post, pre]."""
+    return np.zeros((batch, t_max, (3 if residual else 2) * d), np.int64)
 
 
-def v_init(batch: int, d_v: int, t_max: int) -> np.ndarray:
-    """Zero V synapses, layout [B, d_v, T_max] (= Lava's LearningDense weights [post, pre])."""
-    return np.zeros((batch, d_v, t_max), np.int64)
+def v_init(batch: int, d_v: int, t_max: int, residual: bool = False) -> np.ndarray:
+    """Zero V synapses, layout [B, d_v, T_max] ([B, 2d_v, T_max] for 16-bit V: high rows, then
+    low rows) = Lava's LearningDense weights [post, pre]."""
+    return np.zeros((batch, (2 if residual else 1) * d_v, t_max), np.int64)
 
 
-def k_signed(K) -> np.ndarray:
-    """Signed keys k_s = K⁺ − K⁻, [B, T_max, 2d] → [B, T_max, d]."""
+def k_signed(K, residual: bool = False) -> np.ndarray:
+    """Signed keys k_s = K⁺ − K⁻ (16-bit: (K⁺ − K⁻)·2^7 + K_lo), [B, T_max, 2d|3d] → [B, T_max, d]."""
     K = np.asarray(K)
-    d = K.shape[-1] // 2
-    return K[..., :d] - K[..., d:]
+    d = K.shape[-1] // (3 if residual else 2)
+    k = K[..., :d] - K[..., d:2 * d]
+    return k * RES_SCALE + K[..., 2 * d:] if residual else k
 
 
 def k_write_payload(K, p, t: int) -> tuple[np.ndarray, int]:
@@ -291,48 +320,73 @@ def k_write_payload(K, p, t: int) -> tuple[np.ndarray, int]:
     return K, inexact
 
 
-def k_write(K, k, t: int) -> tuple[np.ndarray, int]:
-    """Write keys k [B, d] into row t of K [B, T_max, 2d] (two-factor rule, sign split).
+def _out_of_range(x, lo: int, hi: int, residual: bool) -> int:
+    x = np.asarray(x, np.int64)
+    if residual:
+        lo, hi = lo * RES_SCALE, hi * RES_SCALE + RES_SCALE - 1
+    return int(np.count_nonzero((x < lo) | (x > hi)))
 
-    Returns (new K, number of saturated/lost entries): k entries outside [-127, 127], inexact
-    accumulator events (only possible if row t was not zero), or all entries if t ≥ T_max.
+
+def k_write(K, k, t: int, residual: bool = False) -> tuple[np.ndarray, int]:
+    """Write keys k [B, d] into row t of K [B, T_max, 2d|3d] (two-factor rule, sign split).
+
+    Returns (new K, number of saturated/lost entries): k entries outside [-127, 127] (16-bit:
+    [-127·2^7, 127·2^7 + 127]), inexact accumulator events (only possible if row t was not
+    zero), or all entries if t ≥ T_max.
     """
     k = np.asarray(k, np.int64)
-    Kn, inexact = k_write_payload(K, k_payload(k), t)
+    Kn, inexact = k_write_payload(K, k_payload(k, residual), t)
     if not 0 <= t < np.shape(K)[1]:
         return Kn, int(k.size)
-    sat = int(np.count_nonzero((k < K_RANGE[0]) | (k > K_RANGE[1])))
-    return Kn, sat + inexact
+    return Kn, _out_of_range(k, *K_RANGE, residual) + inexact
 
 
-def k_read(K, q, exp: int = 0) -> np.ndarray:
-    """Scores [B, T_max]: ``shift(int32(K · [q, −q]), exp)`` (exp = the K LearningDense weight_exp)."""
-    a = np.einsum("btp,bp->bt", np.asarray(K, np.int64), q_payload(q))
+def k_read(K, q, exp: int = 0, residual: bool = False) -> np.ndarray:
+    """Scores [B, T_max]: ``shift(int32(K · q_payload(q)), exp)`` (exp = the K LearningDense weight_exp)."""
+    a = np.einsum("btp,bp->bt", np.asarray(K, np.int64), q_payload(q, residual))
     return shift(a, exp)
 
 
-def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3) -> tuple[np.ndarray, int]:
-    """Write values v [B, d_v] into column t of V [B, d_v, T_max] (three-factor rule).
+def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
+            residual: bool = False) -> tuple[np.ndarray, int]:
+    """Write values v [B, d_v] into column t of V [B, d_v|2d_v, T_max] (three-factor rule).
 
-    Returns (new V, number of saturated/lost entries).  Column t becomes clip(v, -128, 127).
+    Returns (new V, number of saturated/lost entries).  Column t becomes clip(v, -128, 127);
+    16-bit V: rows [hi, lo] of v = hi·2^7 + lo (``kv_split``), third factors y1 = [hi, lo].
     """
     V = np.array(V, dtype=np.int64, copy=True)
     v = np.asarray(v, np.int64)
     if not 0 <= t < V.shape[2]:
         return V, int(v.size)
-    y1 = _factor(wrap32(v), 7)
+    y1 = _factor(wrap32(v_third_factor(v, residual)), 7)
     w = V[:, :, t]
     acc = w << _W_SHIFT
     # product 1: x0 · y1 · y2 (widths 7 + 7), product 2: −x0 · y3 · w (widths 7 + 9); x0 = 1
     acc = np.clip(acc + _product(y1 * _factor(y2, 7), (7, 7)), _ACC_MIN, _ACC_MAX)
     acc = np.clip(acc + _product(-_factor(y3, 7) * _factor(w, 9), (7, 9)), _ACC_MIN, _ACC_MAX)
     V[:, :, t], inexact = _finish(acc)
-    sat = int(np.count_nonzero((v < V_RANGE[0]) | (v > V_RANGE[1])))
-    return V, sat + inexact
+    return V, _out_of_range(v, *V_RANGE, residual) + inexact
+
+
+def v_third_factor(v, residual: bool = False) -> np.ndarray:
+    """y1 of the V write for values v [..., d_v]: v itself, or [hi, lo] ([..., 2d_v]) for 16-bit V."""
+    hi, lo = kv_split(v, residual, V_RANGE[0], V_RANGE[1])
+    return hi if not residual else np.concatenate([hi, lo], axis=-1)
+
+
+def value_combine(acc, residual: bool = False) -> np.ndarray:
+    """The head's accumulator from the V synapses' outputs: ``acc`` for 8-bit V; for 16-bit V
+    (rows [high, low]) ``high + (low >> 7)``, int32-wrapped."""
+    acc = np.asarray(acc, np.int64)
+    if not residual:
+        return acc
+    dv = acc.shape[-1] // 2
+    return wrap32(acc[..., :dv] + (acc[..., dv:] >> RES_BITS))
 
 
 def v_read(V, a, exp: int = 0) -> np.ndarray:
-    """Head output accumulator [B, d_v]: ``shift(int32(V · a), exp)`` (exp = V LearningDense weight_exp)."""
+    """V synapses' outputs [B, d_v] ([B, 2d_v] for 16-bit V): ``shift(int32(V · a), exp)``
+    (exp = V LearningDense weight_exp); ``value_combine`` gives the head accumulator."""
     acc = np.einsum("bvt,bt->bv", np.asarray(V, np.int64), wrap32(a))
     return shift(acc, exp)
 
@@ -356,9 +410,10 @@ def slot_f(scores, f: str, r: int = 0, r2: int = 0) -> np.ndarray:
     return clip_payload(a)
 
 
-def value_out(acc) -> np.ndarray:
-    """Value neuron output in its read step: the V accumulator saturated to 24 bits."""
-    return clip_payload(wrap32(acc))
+def value_out(acc, residual: bool = False) -> np.ndarray:
+    """Value neuron output in its read step: the V synapses' outputs combined
+    (``value_combine``) and saturated to 24 bits."""
+    return clip_payload(wrap32(value_combine(acc, residual)))
 
 
 def head_sequence(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,

@@ -81,6 +81,11 @@ def _norm(ng: NeuroGraph, pop: Population, cur: np.ndarray) -> np.ndarray:
 
 # -- plastic attention -------------------------------------------------------------------------
 
+def residual(h: HeadSpec) -> bool:
+    """16-bit K/V: each plastic weight is a high and a low int8 synapse (``fixed.kv_split``)."""
+    return h.kv_bits == 16
+
+
 def k_init(ng: NeuroGraph, h: HeadSpec, batch: int) -> np.ndarray:
     d = ng.pop(h.k).size
     if h.lowering == "fast_weight":
@@ -89,7 +94,7 @@ def k_init(ng: NeuroGraph, h: HeadSpec, batch: int) -> np.ndarray:
         return np.zeros((batch, h.t_max, d))
     from . import fixed
 
-    return fixed.k_init(batch, h.t_max, d)
+    return fixed.k_init(batch, h.t_max, d, residual(h))
 
 
 def v_init(ng: NeuroGraph, h: HeadSpec, batch: int) -> np.ndarray:
@@ -100,7 +105,7 @@ def v_init(ng: NeuroGraph, h: HeadSpec, batch: int) -> np.ndarray:
         return np.zeros((batch, dv, h.t_max))
     from . import fixed
 
-    return fixed.v_init(batch, dv, h.t_max)
+    return fixed.v_init(batch, dv, h.t_max, residual(h))
 
 
 def k_write(ng, h: HeadSpec, K, k, t, stats):
@@ -111,7 +116,7 @@ def k_write(ng, h: HeadSpec, K, k, t, stats):
         return K
     from . import fixed
 
-    Kn, sat = fixed.k_write(K, k, t)
+    Kn, sat = fixed.k_write(K, k, t, residual(h))
     stats.saturate(f"k:{h.k}", sat)
     return Kn
 
@@ -124,7 +129,7 @@ def v_write(ng, h: HeadSpec, V, v, t, stats):
         return V
     from . import fixed
 
-    Vn, sat = fixed.v_write(V, v, t)
+    Vn, sat = fixed.v_write(V, v, t, residual=residual(h))
     stats.saturate(f"v:{h.v}", sat)
     return Vn
 
@@ -135,7 +140,7 @@ def k_read(ng, h: HeadSpec, K, q, stats):
         return np.einsum("btd,bd->bt", K, q)
     from . import fixed
 
-    return fixed.k_read(K, q)
+    return fixed.k_read(K, q, residual=residual(h))
 
 
 def slots(ng, h: HeadSpec, scores, stats):
@@ -161,11 +166,14 @@ def v_read(ng, h: HeadSpec, V, a, stats):
 
     pop = ng.pop(h.out)
     q = pop.attrs["q"]
-    acc = fixed.v_read(V, a)
-    if h.normalise == "rowsum":
+    rowsum = h.normalise == "rowsum"
+    # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then the value
+    # neuron combines the high and low rows of 16-bit V
+    acc = fixed.value_combine(fixed.v_read(V, a, 0 if rowsum else q["e_v"]), residual(h))
+    if rowsum:
         out = rowsum_divide(acc, a, q["s_v"], q["s_a"], h.eps, pop.scale)
     else:
-        out = np.right_shift(acc, -q["e_v"])
+        out = acc
     clipped = np.clip(out, -PAYLOAD_MAX - 1, PAYLOAD_MAX)
     stats.saturate(f"payload:{h.out}", np.count_nonzero(clipped != out))
     return clipped

@@ -9,14 +9,21 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.base import BankModelMixin, bank_model_ports
 from icl_compiler.backends.lava.procs.value_neuron.process import ValueNeuron
-from icl_compiler.backends.numpy.fixed import V_Y2, V_Y3, value_out
+from icl_compiler.backends.numpy.fixed import (V_Y2, V_Y3, v_third_factor, value_combine,
+                                               value_out)
 
 
 class _AbstractValueModel(BankModelMixin, PyLoihiProcessModel):
     default_y = (1, 1)
     dtype = np.int32
 
-    def _out(self, a):
+    def _y1(self, h, v):
+        return v
+
+    def _acc(self, h, a):
+        return a
+
+    def _out(self, h, a):
         return a
 
     def run_spk(self) -> None:
@@ -41,12 +48,12 @@ class _AbstractValueModel(BankModelMixin, PyLoihiProcessModel):
                 tok = (m - 1) // 2
                 if T is None or tok < T:
                     vu = fired.get(f"v{i}")
-                    y1 = (v if vu is None else v + vu).astype(self.dtype)
+                    y1 = self._y1(h, v if vu is None else v + vu).astype(self.dtype)
                     y2 = np.full(h["size"], c2, self.dtype)
                     y3 = np.full(h["size"], c3, self.dtype)
                 if tok >= 1 and (T is None or tok <= T):
                     r0, r1 = h["out"]
-                    out[r0:r1] = a if h["raw"] else self._out(a)
+                    out[r0:r1] = self._acc(h, a) if h["raw"] else self._out(h, a)
             getattr(self, f"y1_{i}").send(y1)
             getattr(self, f"y2_{i}").send(y2)
             getattr(self, f"y3_{i}").send(y3)
@@ -59,8 +66,14 @@ class _AbstractValueModel(BankModelMixin, PyLoihiProcessModel):
 class PyValueNeuronModelFixed(_AbstractValueModel):
     default_y = (V_Y2, V_Y3)
 
-    def _out(self, a):
-        return value_out(a)
+    def _y1(self, h, v):
+        return v_third_factor(v, h["residual"])
+
+    def _acc(self, h, a):
+        return value_combine(a, h["residual"])
+
+    def _out(self, h, a):
+        return value_out(a, h["residual"])
 
 
 @implements(proc=ValueNeuron, protocol=LoihiProtocol)

@@ -22,6 +22,10 @@ phase B):
   garbage read of the one-hot write spike).
 * ``tokens = None``: one unbounded stream.
 
+16-bit V (``residual``, fixed_pt): the V synapses have ``size = 2·d_v`` posts, high rows then
+low rows; y1 = ``fixed.v_third_factor(v)`` = [hi, lo] of v = hi·2^7 + lo, and the output is
+``fixed.value_combine(a)`` = high + (low >> 7) (``out`` spans d_v rows).
+
 Defaults: fixed_pt y2 = 8, y3 = 32 (they cancel the learning engine's product shifts 3 and 5);
 floating_pt y2 = y3 = 1.  ``heads``: dicts with ``size`` (d_v), ``out`` (rows in s_out) and
 optionally ``anchor, tokens, seq_len, clear, raw, y2, y3``.
@@ -34,7 +38,7 @@ from icl_compiler.backends.lava.base import BankProcess
 from icl_compiler.backends.lava.units import MAX_HEADS
 
 VALUE_DEFAULTS = {"anchor": 0, "tokens": None, "seq_len": 0, "clear": False, "raw": False,
-                  "y2": None, "y3": None}
+                  "y2": None, "y3": None, "residual": False}
 
 
 class ValueNeuron(BankProcess):
@@ -59,6 +63,11 @@ class ValueNeuron(BankProcess):
         for i in range(self.max_heads):
             shape = (hs[i]["size"],) if i < len(hs) else (1,)
             setattr(self, f"a{i}", InPort(shape=shape))
-            setattr(self, f"vin{i}", InPort(shape=shape))
+            if i < len(hs) and hs[i]["residual"]:
+                if hs[i]["size"] % 2 or hs[i]["out"][1] - hs[i]["out"][0] != hs[i]["size"] // 2:
+                    raise ValueError("a 16-bit V head has size 2·d_v and d_v output rows")
+                setattr(self, f"vin{i}", InPort(shape=(hs[i]["size"] // 2,)))
+            else:
+                setattr(self, f"vin{i}", InPort(shape=shape))
             for y in ("y1", "y2", "y3"):
                 setattr(self, f"{y}_{i}", OutPort(shape=shape))
