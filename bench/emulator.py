@@ -49,8 +49,9 @@ def main(argv=None) -> dict:
     calib_path = Path(a.model).with_name("calib.npy")
     calib = np.load(calib_path) if calib_path.exists() else None
     progs = {"float": icl.compile(a.model, precision="float", max_context=a.max_context)}
-    progs["fixed"] = icl.compile(a.model, precision="fixed", calibration=calib,
-                                 max_context=a.max_context)
+    for bits in (8, 16):  # one and two int8 synapses per weight and per K/V entry
+        progs[f"fixed {bits}-bit"] = icl.compile(a.model, precision="fixed", calibration=calib,
+                                                 max_context=a.max_context, weight_bits=bits)
     x = inputs_for(progs["float"], a.batch)
     if calib is not None and x.ndim == 3:
         x = np.resize(calib, (a.batch,) + calib.shape[1:]).astype(np.float32)
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
     res = {"onnxruntime_tokens_per_s": tokens / t_ort}
     for prec, prog in progs.items():
         t = best_of(lambda: prog.run(x), a.repeat)
-        res[f"emulator_{prec}_tokens_per_s"] = tokens / t
+        res[f"emulator_{prec.replace(' ', '_')}_tokens_per_s"] = tokens / t
         print(f"  {'emulator ' + prec:<24}{tokens / t:12.0f}{f'{t_ort / t:.3f}x':>18}")
     return res
 

@@ -70,6 +70,8 @@ def main(argv=None) -> dict:
                     help="where fixed-point synapse exponents are applied (see "
                          "backends/lava/plan.py); both: dense, then neuron")
     ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--weight-bits", type=int, choices=(8, 16), default=8,
+                    help="int8 synapses per weight and per K/V entry (default: 8)")
     a = ap.parse_args(argv)
     from icl_compiler.backends.lava import lava_unavailable_reason
 
@@ -78,7 +80,9 @@ def main(argv=None) -> dict:
         print(f"skipped: {why}")
         return {"skipped": why}
     model, calib, t_max = _setup(a)
-    prog = icl.compile(str(model), precision="fixed", calibration=calib, max_context=t_max)
+    prog = icl.compile(str(model), precision="fixed", calibration=calib, max_context=t_max,
+                       weight_bits=a.weight_bits)
+    print(f"fixed point, {a.weight_bits}-bit weights and K/V")
     if calib is not None:
         x = np.resize(calib, (a.batch,) + calib.shape[1:])
     else:

@@ -120,12 +120,13 @@ def test_fixed_payloads_are_integers_and_outputs_dequantised():
     assert np.allclose(prog.run(x), raw * prog.ng.pop("output").scale)
 
 
-@pytest.mark.parametrize("precision", ["float", "fixed"])
-def test_save_load_roundtrip(tmp_path, precision):
+@pytest.mark.parametrize("precision, bits", [("float", 8), ("fixed", 8), ("fixed", 16)])
+def test_save_load_roundtrip(tmp_path, precision, bits):
     name = "feat_relu2_additive_2l4h_lndec"
-    path, x, meta, prog = _compile(name, precision=precision)
+    path, x, meta, prog = _compile(name, precision=precision, weight_bits=bits)
     prog.save(tmp_path / "p")
     prog2 = icl.load(tmp_path / "p")
+    assert [h.kv_bits for h in prog2.ng.heads] == [h.kv_bits for h in prog.ng.heads]
     assert np.array_equal(prog.run(x), prog2.run(x))
     assert prog2.report == json.loads(json.dumps(prog.report, default=str))
 

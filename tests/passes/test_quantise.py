@@ -1,0 +1,101 @@
+"""The quantisation pass (passes/quantise.py): invariants of its output, 16-bit K/V scales, the
+auto choice of weight bits."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from icl_compiler.backends.numpy.emulator import Emulator
+from icl_compiler.backends.numpy.fixed import RES_SCALE
+from icl_compiler.ir.neuro import NeuroVerifyError, verify_neuro
+from icl_compiler.passes.lower import lower
+from icl_compiler.passes.quantise import KV_TARGET, quantise, relative_error
+from tests.helpers import attention_graph
+
+
+def _graph(seed=0, **kw):
+    return lower(attention_graph(np.random.default_rng(seed), t_max=8, **kw))
+
+
+def _calib(seed=1):
+    return np.random.default_rng(seed).uniform(0, 1, (4, 8, 6))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_output_verifies_and_keeps_the_structure(bits):
+    ng = _graph()
+    q, rep = quantise(ng, _calib(), weight_bits=bits)
+    verify_neuro(q)
+    assert q.precision == "fixed" and ng.precision == "float"  # the input graph is untouched
+    assert {p.name for p in q.populations()} == {p.name for p in ng.populations()}
+    lo = {s.name for s in q.synapses()} - {s.name for s in ng.synapses()}
+    assert all(n.endswith(":lo") for n in lo) and (bool(lo) == (bits == 16))
+    assert all(h.kv_bits == bits for h in q.heads) and rep["kv_bits"] == bits
+    for s in q.synapses():
+        if not s.plastic:
+            assert s.weights.dtype == np.int8
+
+
+def test_16bit_kv_scales_use_15_bits():
+    ng = _graph()
+    x = _calib()
+    q8, _ = quantise(ng, x, weight_bits=8)
+    q16, _ = quantise(ng, x, weight_bits=16)
+    for h8, h16 in zip(q8.heads, q16.heads):
+        for role in ("k", "v"):
+            s8, s16 = q8.pop(getattr(h8, role)).scale, q16.pop(getattr(h16, role)).scale
+            assert s8 / s16 == pytest.approx(RES_SCALE)  # calibrated max → 126·2^7 instead of 126
+    emu = Emulator(q16)
+    emu.run(x)
+    h = q16.heads[0]
+    K = emu.last_state[h.k_syn]
+    d = q16.pop(h.k).size
+    assert K.shape[-1] == 3 * d and np.max(K[..., 2 * d:]) > 0  # the low half is used
+    assert np.max(np.abs(K[..., :2 * d])) == KV_TARGET  # the high half spans the 8-bit range
+
+
+def test_16bit_is_much_closer_to_float():
+    ng = _graph()
+    x = _calib()
+    ref, _ = Emulator(ng).run(x)
+    err = {}
+    for bits in (8, 16):
+        q, rep = quantise(ng, x, weight_bits=bits)
+        emu = Emulator(q)
+        y, _ = emu.run(x)
+        err[bits] = relative_error(emu.dequantise(y), ref)
+        assert rep["calibration_error"][str(bits)] == pytest.approx(err[bits], abs=1e-6)
+    assert err[16] < err[8] / 20
+
+
+def test_auto_escalates_only_above_the_target():
+    ng = _graph()
+    x = _calib()
+    _, r8 = quantise(ng, x, weight_bits=8)
+    e8 = r8["calibration_error"]["8"]
+    q, rep = quantise(ng, x, error_target=e8 * 1.01)
+    assert rep["weight_bits"] == 8 and set(rep["calibration_error"]) == {"8"}
+    assert "<= target" in rep["weight_bits_choice"]
+    q, rep = quantise(ng, x, error_target=e8 * 0.99)
+    assert rep["weight_bits"] == 16 and set(rep["calibration_error"]) == {"8", "16"}
+    assert "so 16-bit" in rep["weight_bits_choice"] and all(h.kv_bits == 16 for h in q.heads)
+
+
+def test_verifier_refuses_16bit_kv_in_float_and_odd_bits():
+    ng = copy.deepcopy(_graph())
+    ng.heads[0].kv_bits = 16
+    with pytest.raises(NeuroVerifyError, match="kv_bits"):
+        verify_neuro(ng)
+    q, _ = quantise(_graph(), _calib(), weight_bits=8)
+    q.heads[0].kv_bits = 12
+    with pytest.raises(NeuroVerifyError, match="kv_bits"):
+        verify_neuro(q)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="weight_bits"):
+        quantise(_graph(), _calib(), weight_bits=4)
+    with pytest.raises(ValueError, match="error_target"):
+        quantise(_graph(), _calib(), error_target=0)
