@@ -378,6 +378,17 @@ def test_save_failing_midway_leaves_nothing(tmp_path, small_program, monkeypatch
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
 
 
+def test_failed_save_removes_the_parent_folders_it_created(tmp_path, small_program, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(program_mod.np, "savez_compressed", boom)
+    with pytest.raises(OSError, match="disk full"):
+        small_program.save(tmp_path / "a" / "b" / "c" / "out")
+    assert os.listdir(tmp_path) == ["a"] and os.listdir(tmp_path / "a") == []
+
+
 def test_interrupt_during_save_leaves_nothing(tmp_path, small_program, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt

@@ -100,9 +100,15 @@ class Program:
             if contents and not is_program and not force:
                 raise CompileError(f"output directory {target} is not empty and holds no previous "
                                    "program; choose another directory or pass --force")
+        created = []  # parent folders this call creates, deepest first: removed on failure
+        p = target.parent.absolute()
+        while not p.exists() and p != p.parent:
+            created.append(p)
+            p = p.parent
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp = None
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
             desc, arrays = self.ng.to_dict()
             doc = {"format": FORMAT, "neuro": desc, "io": self.io,
                    "offcore": self.ng.g.graph.get("offcore", []), "report": self.report}
@@ -124,7 +130,13 @@ class Program:
             else:
                 os.rename(tmp, target)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
             raise
         return target
 
