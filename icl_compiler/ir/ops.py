@@ -291,6 +291,9 @@ register("Reshape", {"shape": REQUIRED, "allowzero": 0})((_reshape_shape, _resha
 
 def _transpose_shape(ins, a):
     perm = a["perm"] if a["perm"] is not None else list(reversed(range(ins[0].rank)))
+    if sorted(int(p) for p in perm) != list(range(ins[0].rank)):
+        raise ValueError(f"Transpose perm {list(perm)} is not a permutation of rank "
+                         f"{ins[0].rank}")
     return [(tuple(ins[0].shape[p] for p in perm), ins[0].dtype)]
 
 
@@ -341,6 +344,14 @@ register("Expand", {"shape": REQUIRED})(
 
 def _concat_shape(ins, a):
     ax = _axis(a["axis"], ins[0].rank)
+    for v in ins[1:]:
+        if v.rank != ins[0].rank or v.dtype != ins[0].dtype:
+            raise ValueError(f"Concat inputs differ in rank or dtype: {v.dtype}{list(v.shape)} "
+                             f"vs {ins[0].dtype}{list(ins[0].shape)}")
+        if not all(dims_equal(d, e) for i, (d, e) in enumerate(zip(v.shape, ins[0].shape))
+                   if i != ax):
+            raise ValueError(f"Concat inputs differ outside axis {ax}: {list(v.shape)} vs "
+                             f"{list(ins[0].shape)}")
     shape = list(ins[0].shape)
     shape[ax] = norm_dim(sum((sympy.sympify(v.shape[ax]) for v in ins), sympy.Integer(0)))
     return [(tuple(shape), ins[0].dtype)]
@@ -361,7 +372,12 @@ def _split_sizes(dim, a, n_out):
 
 def _split_shape(ins, a):
     ax = _axis(a["axis"], ins[0].rank)
-    sizes = _split_sizes(ins[0].shape[ax], a, a["num_outputs"])
+    dim = ins[0].shape[ax]
+    sizes = _split_sizes(dim, a, a["num_outputs"])
+    if len(sizes) != a["num_outputs"] or any(not is_sym(x) and x < 0 for x in sizes):
+        raise ValueError(f"Split sizes {sizes} do not give {a['num_outputs']} outputs")
+    if not is_sym(dim) and not any(is_sym(x) for x in sizes) and sum(sizes) != dim:
+        raise ValueError(f"Split sizes {sizes} do not add up to the axis length {dim}")
     outs = []
     for s in sizes:
         shape = list(ins[0].shape)
