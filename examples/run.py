@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 import data as fsdata  # noqa: E402
 
 import icl_compiler as icl  # noqa: E402
+from icl_compiler.cli import weight_bits_arg  # noqa: E402
 from icl_compiler.runtime.report import format_report  # noqa: E402
 
 TASKS = [(5, 1), (5, 5), (20, 1)]
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=int, default=1000, help="episodes per row (Float, Fixed)")
     ap.add_argument("--lava-episodes", type=int, default=20,
                     help="episodes per row on Lava (a subset of the same episodes)")
-    ap.add_argument("--weight-bits", choices=("auto", "8", "16"), default="auto",
+    ap.add_argument("--weight-bits", type=weight_bits_arg, choices=("auto", 8, 16), default="auto",
                     help="fixed-point weights and K/V (see icl-compile --help; default: auto)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("-o", "--out", default="out/fewshot", help="where the program is written")
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
         calib_src = test
     calib = calibration(calib_src)
     prog = icl.compile(a.model, precision="fixed", calibration=calib, max_context=T_MAX,
-                       weight_bits=a.weight_bits if a.weight_bits == "auto" else int(a.weight_bits))
+                       weight_bits=a.weight_bits)
     print(format_report(prog.report))
     prog.save(a.out, force=True)
     print(f"\nprogram written to {a.out}/ (compiled in {time.time() - t0:.1f} s)\n")

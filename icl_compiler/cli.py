@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Loihi 2 system (sets the chip count)")
     p.add_argument("--chips", type=int, metavar="N", help="number of chips available")
     p.add_argument("--cores-per-chip", type=int, metavar="N", help="override neuro cores per chip")
-    p.add_argument("--weight-bits", choices=("auto", "8", "16"), default="auto",
+    p.add_argument("--weight-bits", type=weight_bits_arg, choices=("auto", 8, 16),
+                   default="auto",
                    help="fixed mode: 8 = one int8 mantissa per weight and one int8 plastic synapse "
                         "per K/V entry; 16 = a second int8 synapse group holds each matrix's "
                         "residual and K/V get a low half too (2x synapse memory, ~100x smaller "
@@ -97,6 +98,11 @@ def _load_npy(path: str, what: str) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
         raise _Usage(f"{what} file {path} holds several arrays; give one .npy array")
     return arr
+
+
+def weight_bits_arg(text: str) -> int | str:
+    """``--weight-bits``: "auto" or a number of bits (argparse then checks the choices)."""
+    return text if text == "auto" else int(text)
 
 
 class _Usage(Exception):
@@ -147,12 +153,11 @@ def _main(args) -> int:
     if args.precision == "float" and calib is not None:
         print("note: --calibrate only matters with --precision fixed", file=sys.stderr)
     try:
-        bits = args.weight_bits if args.weight_bits == "auto" else int(args.weight_bits)
         prog = icl_compile(args.model, precision=args.precision, calibration=calib,
                            max_context=args.max_context, lowering=args.lowering,
                            verify_ir=args.verify_ir, dump_after=args.dump_ir,
                            dump=lambda text: print(text), strict=args.strict,
-                           target=_target(args), weight_bits=bits,
+                           target=_target(args), weight_bits=args.weight_bits,
                            error_target=args.error_target)
     except OptionError as e:
         raise _Usage(str(e)) from None

@@ -118,20 +118,22 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
         dump(ng.to_text())
     resources = _resources(ng, target, passes)
     prog = Program(ng, {})
+    head_kv_bits = {(s.layer, s.head): s.kv_bits for s in ng.heads}
     for h in attention:
         if h["lowering"] == "auto":
             h["lowering"] = "kv_slot"
             h["lowering_reason"] = ("auto: kv_slot (exact in Loihi fixed point; fast_weight would "
                                     "need 9-bit weights to accumulate v·kᵀ)")
-        kv16 = any(s.kv_bits == 16 and (s.layer, s.head) == (h["layer"], h["head"])
-                   for s in ng.heads)
-        h["encodings"] = (
-            {"K": "sign_split [2·max(k,0), 2·max(−k,0)] / read [q, −q]",
-             "V": "signed third factor y1 = v"} if h["lowering"] == "kv_slot" and not kv16 else
-            {"K": "k = hi·2^7 + lo: [2·max(hi,0), 2·max(−hi,0), 2·lo] / read [q, −q, q >> 7]",
-             "V": "v = hi·2^7 + lo: third factors y1 = [hi, lo] on high and low value neurons, "
-                  "output high + (low >> 7)"} if h["lowering"] == "kv_slot" else
-            {"W": "fast weight W += v·kᵀ (float)"})
+        if h["lowering"] != "kv_slot":
+            h["encodings"] = {"W": "fast weight W += v·kᵀ (float)"}
+        elif head_kv_bits.get((h["layer"], h["head"])) == 16:
+            h["encodings"] = {
+                "K": "k = hi·2^7 + lo: [2·max(hi,0), 2·max(−hi,0), 2·lo] / read [q, −q, q >> 7]",
+                "V": "v = hi·2^7 + lo: third factors y1 = [hi, lo] on high and low value "
+                     "neurons, output high + (low >> 7)"}
+        else:
+            h["encodings"] = {"K": "sign_split [2·max(k,0), 2·max(−k,0)] / read [q, −q]",
+                              "V": "signed third factor y1 = v"}
     n_weights = sum(s.weights.size for s in ng.synapses())
     prog.report = {
         "model": {**onnx_io(proto), "onnx_ops": dict(sorted(op_counts_onnx.items())),

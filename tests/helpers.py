@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,14 @@ from icl_compiler.ir.graph import Graph
 from icl_compiler.ir.symbolic import sym
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``icl-compile`` in a subprocess; a traceback on stderr fails the calling test."""
+    r = subprocess.run([sys.executable, "-m", "icl_compiler.cli", *map(str, args)],
+                       capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
 
 
 def manifest() -> list[dict]:

@@ -1,21 +1,12 @@
 """CLI error paths: exit codes and one-line messages, never a traceback."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.helpers import fixture
-
-
-def cli(*args, cwd=None):
-    r = subprocess.run([sys.executable, "-m", "icl_compiler.cli", *map(str, args)],
-                       capture_output=True, text=True, cwd=cwd, timeout=300)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
+from tests.helpers import cli, fixture
 
 
 def unsupported_model(path):

@@ -5,8 +5,6 @@ Every refusal is a CompileError (exit 3 through the CLI) whose one-line message 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from onnx.external_data_helper import set_external_data
 from icl_compiler.errors import CompileError
 from icl_compiler.frontend.onnx_import import import_model, load_onnx
 from icl_compiler.ir.interpreter import run
+from tests.helpers import cli
 
 W = np.arange(16, dtype=np.float32).reshape(4, 4) / 10
 B = np.linspace(-1, 1, 4).astype(np.float32)
@@ -238,18 +237,11 @@ def test_huge_claimed_length_hits_cap_or_size_check(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # CLI: exit 3, one line, no output directory
 
-def _cli(*args, cwd=None):
-    r = subprocess.run([sys.executable, "-m", "icl_compiler.cli", *map(str, args)],
-                       capture_output=True, text=True, cwd=cwd, timeout=300)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
-
-
 def test_cli_refuses_escaping_external_data(tmp_path):
     save_external(tmp_path)
     p, _ = save_external(tmp_path / "model", "../w.data", write_data=False)
     out = tmp_path / "out"
-    r = _cli(p, "-o", out)
+    r = cli(p, "-o", out)
     assert r.returncode == 3, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot compile" in lines[0] and "tensor 'W'" in lines[0], r.stderr
@@ -259,6 +251,6 @@ def test_cli_refuses_escaping_external_data(tmp_path):
 
 def test_cli_reports_missing_external_data(tmp_path):
     p, _ = save_external(tmp_path / "model", write_data=False)
-    r = _cli(p, "-o", tmp_path / "out")
+    r = cli(p, "-o", tmp_path / "out")
     assert r.returncode == 3 and "is missing" in r.stderr and "tensor 'W'" in r.stderr
     assert not (tmp_path / "out").exists()

@@ -44,12 +44,8 @@ def bytes_case(name: str, seed: int, tmp: Path) -> str:
 
 
 def cli_case(name: str, kinds: list[str], seed: int, tmp: Path) -> str:
-    """A whole compile through the CLI, in-process: exit 0 or 3, and no partial output."""
-    import contextlib
-    import io
+    """A whole compile through the CLI, in-process (``harness.run_cli``)."""
     import shutil
-
-    from icl_compiler import cli
 
     m = fixture_model(name)
     desc = mutate_model(m, kinds, random.Random(seed))
@@ -57,29 +53,7 @@ def cli_case(name: str, kinds: list[str], seed: int, tmp: Path) -> str:
     work = tmp / "cli"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    p = work / "m.onnx"
-    p.write_bytes(m.SerializeToString())
-    out = work / "out"
-    err = io.StringIO()
-    try:
-        with harness.time_limit(harness.CASE_TIMEOUT), \
-                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            code = cli.main([str(p), "-o", str(out)])
-    except harness.CaseTimeout:
-        raise harness.Unexpected(f"{what}: hang") from None
-    except BaseException as e:  # noqa: BLE001
-        raise harness.Unexpected(f"{what}: {type(e).__name__}: {e}") from None
-    if code not in (0, 3):
-        raise harness.Unexpected(f"{what}: exit {code}: {err.getvalue().strip()}")
-    if code == 3 and (out.exists() or len(err.getvalue().strip().splitlines()) != 1):
-        raise harness.Unexpected(f"{what}: exit 3 but output dir or multi-line message: "
-                                 f"{err.getvalue()!r}")
-    leftovers = [x.name for x in work.iterdir() if x.name not in ("m.onnx", "out")]
-    if leftovers:
-        raise harness.Unexpected(f"{what}: temp files left: {leftovers}")
-    outcome = f"exit {code}" + (f": {err.getvalue().split(': ', 2)[-1][:60]}" if code == 3 else "")
-    harness.STATS["cli"][f"exit {code}"] += 1
-    return outcome
+    return harness.run_cli(m, work, what)
 
 
 def main(argv=None) -> int:

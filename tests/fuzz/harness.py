@@ -130,6 +130,47 @@ def run_frontend(src: str | os.PathLike | onnx.ModelProto, what: str, *, family:
     return outcome
 
 
+def run_cli(model: onnx.ModelProto, work: Path, what: str) -> str:
+    """A whole compile through the CLI, in-process, of ``model`` saved in the empty folder
+    ``work``.  Expected: exit 0 with a program in work/out, or exit 3 with one "cannot compile"
+    line and no output directory; no temporary files left.  Returns the outcome."""
+    import io
+
+    from icl_compiler import cli
+
+    p = work / "m.onnx"
+    p.write_bytes(model.SerializeToString())
+    out = work / "out"
+    err = io.StringIO()
+    t0 = time.perf_counter()
+    try:
+        with time_limit(CASE_TIMEOUT), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = cli.main([str(p), "-o", str(out)])
+    except CaseTimeout:
+        raise Unexpected(f"{what}: hang") from None
+    except SystemExit as e:
+        raise Unexpected(f"{what}: SystemExit {e.code}: {err.getvalue()}") from None
+    except Exception as e:  # noqa: BLE001
+        raise Unexpected(f"{what}: {type(e).__name__}: {e}") from e
+    if code not in (0, 3):
+        raise Unexpected(f"{what}: exit {code}: {err.getvalue().strip()}")
+    leftovers = sorted(x.name for x in work.iterdir() if x.name not in ("m.onnx", "out"))
+    if leftovers:
+        raise Unexpected(f"{what}: temp files left: {leftovers}")
+    if code == 3:
+        lines = err.getvalue().strip().splitlines()
+        if len(lines) != 1 or "cannot compile" not in lines[0]:
+            raise Unexpected(f"{what}: exit 3 without a one-line message: {err.getvalue()!r}")
+        if out.exists():
+            raise Unexpected(f"{what}: exit 3 left an output directory")
+    elif not {"report.json", "program.json"} <= set(os.listdir(out)):
+        raise Unexpected(f"{what}: exit 0 without a program in {out}")
+    STATS["cli"][f"exit {code}"] += 1
+    TIMES["cli"].append(time.perf_counter() - t0)
+    return f"exit {code}" + (f": {err.getvalue().split(': ', 2)[-1][:60]}" if code == 3 else "")
+
+
 def _feeds(graph, vocab: int | None, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
     feeds = {}
     env: dict = {}  # one value per symbol: the first symbolic axis seen is 2, the others 3

@@ -15,8 +15,6 @@ For a campaign that tallies every failure instead of stopping at the first, see 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import random
 import shutil
@@ -254,8 +252,6 @@ def _pipeline_available() -> bool:
 
 @pytest.mark.skipif(not _pipeline_available(), reason="the pass pipeline is not there yet")
 def test_fuzz_cli_compile(fuzz_cases, fuzz_random, tmp_path):
-    from icl_compiler import cli
-
     counter = iter(range(10**9))
 
     @hsettings(budget(fuzz_cases, "cli"), not fuzz_random)
@@ -264,36 +260,10 @@ def test_fuzz_cli_compile(fuzz_cases, fuzz_random, tmp_path):
     def case(name, kinds, seed, mutate):
         m = fixture_model(name)
         desc = mutate_model(m, kinds, random.Random(seed)) if mutate else ["unmutated"]
-        i = next(counter)
-        work = tmp_path / f"c{i}"
+        work = tmp_path / f"c{next(counter)}"
         work.mkdir()
-        p = work / "m.onnx"
-        p.write_bytes(m.SerializeToString())
-        out = work / "out"
-        what = f"cli fixture={name!r} kinds={kinds} seed={seed} [{'; '.join(desc)}]"
-        err = io.StringIO()
-        t0 = time.perf_counter()
-        try:
-            with harness.time_limit(harness.CASE_TIMEOUT), \
-                    contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-                code = cli.main([str(p), "-o", str(out)])
-        except harness.CaseTimeout:
-            raise harness.Unexpected(f"{what}: hang") from None
-        except SystemExit as e:
-            raise harness.Unexpected(f"{what}: SystemExit {e.code}: {err.getvalue()}") from None
-        except Exception as e:  # noqa: BLE001
-            raise harness.Unexpected(f"{what}: {type(e).__name__}: {e}") from e
-        assert code in (0, 3), f"{what}: exit {code}: {err.getvalue()}"
-        leftovers = sorted(x.name for x in work.iterdir() if x.name not in ("m.onnx", "out"))
-        assert not leftovers, f"{what}: temp files left: {leftovers}"
-        if code == 3:
-            lines = err.getvalue().strip().splitlines()
-            assert len(lines) == 1 and "cannot compile" in lines[0], f"{what}: {err.getvalue()}"
-            assert not out.exists(), f"{what}: exit 3 left an output directory"
-        else:
-            assert {"report.json", "program.json"} <= set(os.listdir(out)), what
-        harness.STATS["cli"][f"exit {code}"] += 1
-        harness.TIMES["cli"].append(time.perf_counter() - t0)
+        harness.run_cli(m, work, f"cli fixture={name!r} kinds={kinds} seed={seed} "
+                                 f"[{'; '.join(desc)}]")
         shutil.rmtree(work)
 
     case()

@@ -170,10 +170,7 @@ def v_read(ng, h: HeadSpec, V, a, stats):
     # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then the value
     # neuron combines the high and low rows of 16-bit V
     acc = fixed.value_combine(fixed.v_read(V, a, 0 if rowsum else q["e_v"]), residual(h))
-    if rowsum:
-        out = rowsum_divide(acc, a, q["s_v"], q["s_a"], h.eps, pop.scale)
-    else:
-        out = acc
+    out = rowsum_divide(acc, a, q["s_v"], q["s_a"], h.eps, pop.scale) if rowsum else acc
     clipped = np.clip(out, -PAYLOAD_MAX - 1, PAYLOAD_MAX)
     stats.saturate(f"payload:{h.out}", np.count_nonzero(clipped != out))
     return clipped
