@@ -117,7 +117,7 @@ class HeadSpec:
     eps: float = 0.0
     lowering: str = "kv_slot"  # kv_slot | fast_weight
     # fixed mode: 8 = one int8 plastic synapse per K/V entry; 16 = a high and a low one
-    # (x = hi·2^7 + lo, backends/numpy/fixed.py: kv_split); set by the quantiser
+    # (x = hi·2^7 + lo, semantics/fixed.py: kv_split); set by the quantiser
     kv_bits: int = 8
 
 

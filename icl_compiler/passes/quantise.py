@@ -6,12 +6,12 @@ Produces: a copy with ``precision="fixed"`` where
     calibration so that its largest calibrated magnitude maps to the largest payload that (a)
     leaves one bit of headroom below the 24-bit payload clip (``ACT_BITS``) and (b) keeps every
     int32 synaptic accumulator it feeds exact: Σ_j |m_ij|·payload < 2^30 (Lava's Dense sums
-    2m·s in int32, see backends/numpy/fixed.py).  Two passes: scales → mantissas → limits →
+    2m·s in int32, see docs/semantics.md).  Two passes: scales → mantissas → limits →
     scales.  Values beyond 2× the calibrated range saturate (counted), so calibrate on data
     from the deployment domain that includes the longest sequences;
   * every static synapse group has int8 mantissas ``m`` and an exponent ``e`` with
     ``m·2^e ≈ W·scale_pre/scale_post`` (per matrix; the mantissa keeps 8 bits even after Lava
-    doubles it and drops the lowest bit, see backends/numpy/fixed.py);
+    doubles it and drops the lowest bit, see docs/semantics.md);
   * biases are integers in the post population's units;
   * attention: k and v payloads use the 8-bit plastic range (k ∈ [−127, 127] for the sign-split
     K write, v ∈ [−127, 127] for the third-factor V write), q uses 8 bits so scores stay well
@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from ..backends.numpy.fixed import RES_SCALE
+from ..semantics.fixed import RES_SCALE
 from ..errors import CompileError
 from ..ir.neuro import NeuroGraph, SynapseGroup
 
@@ -297,7 +297,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
 
 def _accumulator_limits(q: NeuroGraph) -> dict[str, int]:
     """Per population: the largest payload that keeps Σ_j |m_ij|·payload < ACC_LIMIT in every
-    static synapse group it feeds (Lava's Dense sums 2m·s in int32, fixed.py)."""
+    static synapse group it feeds (Lava's Dense sums 2m·s in int32, docs/semantics.md §3)."""
     limits: dict[str, int] = {}
     for s in q.synapses():
         if s.plastic or not s.weights.size:

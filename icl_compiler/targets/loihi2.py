@@ -7,11 +7,12 @@ Correct a number here and every pass picks it up.  Sources, abbreviated in the c
 * [LAVA-CONST] lava-nc 0.10 ``lava/magma/compiler/subcompilers/constants.py``
                (``NUM_VIRTUAL_CORES_L2 = 128``, ``MAX_EMBEDDED_CORES_PER_CHIP = 3``).
 * [LAVA-LRN]   lava-nc 0.10 ``lava/magma/core/learning/constants.py`` (``W_TRACE = 7``,
-               ``W_TRACE_FRACTIONAL_PART = 8``, ``W_WEIGHTS_S = 9``, ``W_ACCUMULATOR_S = 16``).
+               ``W_TRACE_FRACTIONAL_PART = 8``, ``W_WEIGHTS_S = 9``, ``W_ACCUMULATOR_S = 16``,
+               ``W_S_MANT = 4``).
 * [LAVA-DENSE] lava-nc 0.10 ``lava/proc/dense/models.py`` (``clip_weights(..., num_bits=8)``) and
                ``lava/utils/weightutils.py`` (``max_num_weight_bits = 8``).
-* [LAVA-GRADED] lava-nc 0.10 ``lava/proc/graded/models.py`` ("Span the 24 bits") and the NumPy
-               contract ``icl_compiler/backends/numpy/fixed.py`` (24-bit payload saturation).
+* [LAVA-GRADED] lava-nc 0.10 ``lava/proc/graded/models.py`` ("Span the 24 bits") and the
+               fixed-point contract ``docs/semantics.md`` (24-bit payload saturation).
 * [BRIEF]      Intel Labs, "Taking Neuromorphic Computing to the Next Level with Loihi 2",
                technology brief (2021): 128 neuro cores and 6 embedded x86 (Lakemont) cores per
                chip, up to 1 M neurons and 120 M synapses per chip, graded spikes up to 32 bits,
@@ -77,6 +78,8 @@ PLASTIC_WEIGHT_BITS = 9  # W_WEIGHTS_S = 8 + 1 (signed learned weights, clipped 
 TRACE_BITS = 7  # W_TRACE (x1, x2, y1, y2, y3)
 TRACE_FRACTION_BITS = 8  # W_TRACE_FRACTIONAL_PART (traces keep 8 fraction bits for decay)
 LEARNING_ACCUMULATOR_BITS = 16  # W_ACCUMULATOR_S = 15 + 1
+LEARNING_SCALE_MANTISSA_BITS = 4  # W_S_MANT: products are shifted right by
+# max(0, Σ factor widths + W_S_MANT − W_ACCUMULATOR_U) before they are accumulated
 PRE_TRACES = 2  # x1, x2 per pre-synaptic axon
 POST_TRACES = 3  # y1, y2, y3 per post-synaptic neuron
 # ASSUMPTIONS (no public figure): each trace takes TRACE_BITS + TRACE_FRACTION_BITS = 15 bits,

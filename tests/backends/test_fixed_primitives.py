@@ -1,10 +1,10 @@
-"""Hand-computed integer cases of the fixed-point contract (backends/numpy/fixed.py)."""
+"""Hand-computed integer cases of the fixed-point contract (semantics/fixed.py, docs/semantics.md)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from icl_compiler.backends.numpy import fixed
+from icl_compiler.semantics import fixed
 
 
 def arr(*x):

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("lava")
 
 from icl_compiler.backends.lava import primitives as P
-from icl_compiler.backends.numpy import fixed
+from icl_compiler.semantics import fixed
 
 pytestmark = pytest.mark.lava
 

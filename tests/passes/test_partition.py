@@ -374,7 +374,7 @@ def _quantised(g, weight_bits=8):
 
 def test_split_graph_fixed_direct_path_is_bit_identical():
     """Fixed point, groups with exponent ≥ 0 (no floor): the pre-axis splits are plain groups."""
-    pytest.importorskip("icl_compiler.backends.numpy.fixed")
+    pytest.importorskip("icl_compiler.semantics.fixed")
     rng = np.random.default_rng(5)
     q = _quantised(attention_graph(rng, feat=20, out=10, t_max=8))
     for s in q.synapses():  # a synthetic program where every static exponent is 0
@@ -396,7 +396,7 @@ def test_split_graph_fixed_is_bit_identical(which):
     """Fixed point with the quantiser's (negative) exponents: pre-axis splits go through
     accumulator populations (unshifted partial sums, one floor shift in the accumulator neuron)
     and one-hot inputs split directly."""
-    pytest.importorskip("icl_compiler.backends.numpy.fixed")
+    pytest.importorskip("icl_compiler.semantics.fixed")
     rng = np.random.default_rng(6)
     if which.startswith("attention"):  # attention16: 16-bit weights as two int8 groups
         q = _quantised(attention_graph(rng, feat=20, out=10, t_max=8),

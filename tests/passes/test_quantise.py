@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from icl_compiler.backends.numpy.emulator import Emulator
-from icl_compiler.backends.numpy.fixed import RES_SCALE
+from icl_compiler.semantics.fixed import RES_SCALE
 from icl_compiler.ir.neuro import NeuroVerifyError, verify_neuro
 from icl_compiler.passes.lower import lower
 from icl_compiler.passes.quantise import KV_TARGET, quantise, relative_error

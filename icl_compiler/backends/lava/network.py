@@ -18,7 +18,7 @@ from lava.proc.io.sink import RingBuffer as Sink
 from lava.proc.io.source import RingBuffer as Source
 from lava.utils.weightutils import SignMode
 
-from ..numpy import fixed
+from ...semantics import fixed
 from .plan import Plan
 from .primitives import k_rule, v_rule
 from .procs.embedded_op.process import EmbeddedOps

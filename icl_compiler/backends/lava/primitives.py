@@ -1,4 +1,4 @@
-"""Small Lava 0.10 networks for the integer primitives of ``backends.numpy.fixed`` (bit-exact twins).
+"""Small Lava 0.10 networks for the integer primitives of ``semantics.fixed`` (bit-exact twins).
 
 * ``run_dense_chain``: RingBuffer source → [Dense → GradedVec | GradedReluVec] × L → RingBuffer sink.
 * ``run_head``: one plastic attention head (KV-slot lowering, DESIGN §4) streaming a token sequence:
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..numpy import fixed
+from ...semantics import fixed
 
 HEAD_STEPS_PER_TOKEN = 2
 HEAD_LATENCY = 3  # steps from a token's write step A_t to its output at the value neurons

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numpy import fixed, rules
+from ...semantics import fixed, rules
 from ..numpy.emulator import RunStats
 
 

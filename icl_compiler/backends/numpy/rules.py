@@ -12,9 +12,7 @@ import numpy as np
 
 from ...ir.neuro import HeadSpec, NeuroGraph, Population, SynapseGroup
 from ...ir.ops import F_FUNCS
-
-PAYLOAD_BITS = 24  # graded spike payload width (signed), DESIGN §6 / targets.loihi2
-PAYLOAD_MAX = 2 ** (PAYLOAD_BITS - 1) - 1
+from ...semantics.fixed import PAYLOAD_MAX
 
 
 def _fixed(ng: NeuroGraph) -> bool:
@@ -42,7 +40,7 @@ def dense(ng: NeuroGraph, s: SynapseGroup, pre: np.ndarray, stats) -> np.ndarray
     stats.synaptic_ops += int(np.count_nonzero(pre)) * s.weights.shape[0]
     if not _fixed(ng):
         return pre @ s.weights.T
-    from . import fixed
+    from ...semantics import fixed
 
     return fixed.dense(s.weights, s.exp, pre)
 
@@ -92,7 +90,7 @@ def k_init(ng: NeuroGraph, h: HeadSpec, batch: int) -> np.ndarray:
         return np.zeros((batch, ng.pop(h.v).size, d))  # W: [d_v, d_k], no slots
     if not _fixed(ng):
         return np.zeros((batch, h.t_max, d))
-    from . import fixed
+    from ...semantics import fixed
 
     return fixed.k_init(batch, h.t_max, d, residual(h))
 
@@ -103,7 +101,7 @@ def v_init(ng: NeuroGraph, h: HeadSpec, batch: int) -> np.ndarray:
         return np.zeros((batch, 1, 1))  # running normaliser (unused without normalisation)
     if not _fixed(ng):
         return np.zeros((batch, dv, h.t_max))
-    from . import fixed
+    from ...semantics import fixed
 
     return fixed.v_init(batch, dv, h.t_max, residual(h))
 
@@ -114,7 +112,7 @@ def k_write(ng, h: HeadSpec, K, k, t, stats):
         K = K.copy()
         K[:, t, :] = k  # dw = y0*x0*x1 - y0*w with y0 = x0 = 1 on the bAP row
         return K
-    from . import fixed
+    from ...semantics import fixed
 
     Kn, sat = fixed.k_write(K, k, t, residual(h))
     stats.saturate(f"k:{h.k}", sat)
@@ -127,7 +125,7 @@ def v_write(ng, h: HeadSpec, V, v, t, stats):
         V = V.copy()
         V[:, :, t] = v  # dw = x0*y1*y2 - x0*y3*w with x0 = one-hot slot t, y1 = v
         return V
-    from . import fixed
+    from ...semantics import fixed
 
     Vn, sat = fixed.v_write(V, v, t, residual=residual(h))
     stats.saturate(f"v:{h.v}", sat)
@@ -138,7 +136,7 @@ def k_read(ng, h: HeadSpec, K, q, stats):
     stats.synaptic_ops += int(np.count_nonzero(q)) * h.t_max
     if not _fixed(ng):
         return np.einsum("btd,bd->bt", K, q)
-    from . import fixed
+    from ...semantics import fixed
 
     return fixed.k_read(K, q, residual=residual(h))
 
@@ -146,7 +144,7 @@ def k_read(ng, h: HeadSpec, K, q, stats):
 def slots(ng, h: HeadSpec, scores, stats):
     if not _fixed(ng):
         return F_FUNCS[h.f](scores * h.scale)
-    from . import fixed
+    from ...semantics import fixed
 
     q = ng.pop(h.slots).attrs["q"]
     a = fixed.slot_f(scores, h.f, q["r"], q["r2"])  # shift, f, 24-bit clip
@@ -162,7 +160,7 @@ def v_read(ng, h: HeadSpec, V, a, stats):
         if h.normalise == "rowsum":
             out = out / (a.sum(-1, keepdims=True) + h.eps)
         return out
-    from . import fixed
+    from ...semantics import fixed
 
     pop = ng.pop(h.out)
     q = pop.attrs["q"]

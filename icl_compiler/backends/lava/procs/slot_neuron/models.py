@@ -8,7 +8,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.procs.slot_neuron.process import SlotNeuron
-from icl_compiler.backends.numpy.fixed import slot_f
+from icl_compiler.semantics.fixed import slot_f
 
 
 class _AbstractSlotModel(PyLoihiProcessModel):

@@ -18,7 +18,7 @@ Per-head schedule (2 steps per token).  ``n`` = the step within the sequence
   neuron's write enable and y1 = 0 clears V.
 * ``tokens = None``: one unbounded stream (bAP/one-hot while tok < T_max, outputs from step 0).
 
-Fixed point: ``slot_f`` of ``icl_compiler.backends.numpy.fixed`` (``s = a >> r``;
+Fixed point: ``slot_f`` of ``icl_compiler.semantics.fixed`` (``s = a >> r``;
 identity | relu | relu2 = max(s,0)² >> r2; 24-bit saturation).  Floating point: ``f(scale · a)``
 with relu2 = relu(x)².
 

@@ -9,7 +9,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.base import BankModelMixin, bank_model_ports
 from icl_compiler.backends.lava.procs.value_neuron.process import ValueNeuron
-from icl_compiler.backends.numpy.fixed import (V_Y2, V_Y3, v_third_factor, value_combine,
+from icl_compiler.semantics.fixed import (V_Y2, V_Y3, v_third_factor, value_combine,
                                                value_out)
 
 

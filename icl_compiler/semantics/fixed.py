@@ -1,152 +1,49 @@
-"""Exact integer primitives of the fixed-point backends (the contract NumPy ⇔ Lava 0.10 ``fixed_pt``).
+"""Exact integer primitives of Loihi 2 fixed point, as Lava 0.10's ``fixed_pt`` models compute them.
 
 Every function is pure NumPy, vectorised over leading batch axes, and reproduces what Lava 0.10's
-``fixed_pt`` process models compute, bit for bit.  The facts below were re-derived from Lava's source
-(``proc/dense/models.py``, ``proc/graded/models.py``, ``magma/core/model/py/connection.py``,
-``magma/core/learning/learning_rule_applier.py``, ``magma/core/learning/utils.py``) and checked by
-probing Lava (``tests/backends/test_lava_primitives.py`` keeps the probes that matter).
+``fixed_pt`` process models compute, bit for bit: ``wrap32``/``shift`` (int32 channels and
+``weight_exp``), the static ``Dense`` (``dense``, ``to_lava_dense_params``), the stock graded
+neurons, the learning engine with the K rule (two-factor, sign split) and the V rule
+(three-factor), the 16-bit K/V split, and our custom slot and value neurons.  The statement of
+these rules, with the Lava source they come from and the corrections to DESIGN §4/§5 found by
+probing, is ``docs/semantics.md``; ``tests/backends/test_lava_primitives.py`` keeps the probes.
 
-Integers and widths
--------------------
-* Spikes travel in ``int32`` channels: any int64 value sent is wrapped modulo 2**32 (``wrap32``).
-  Lava 0.10's Python models do **not** clip graded payloads to 24 bits anywhere (``GradedVec``'s
-  ``precision=24`` is metadata only; ``num_message_bits`` is only tested for ``> 0``).  Sums of
-  several inputs into one port are done in the receiving port's dtype (``int32`` for the stock
-  graded neurons), and ``Dense`` computes ``weights.dot(s_in)`` in ``int32`` → results wrap.
-  ``clip_payload`` (24-bit saturation) is therefore *our* rule, applied only by our custom neurons
-  (slot and value neurons); the compiler must keep stock-neuron payloads in range (|x| < 2**23).
-
-Static ``Dense`` (``dense``, ``to_lava_dense_params``)
-------------------------------------------------------
-The compiler stores an int8 mantissa ``m`` ∈ [-128, 127] and an exponent ``e``: weight = m·2**e.
-Lava's fixed-pt ``Dense`` at its first step clips weights to [-256, 255] (mixed sign mode) and
-drops their lowest bit (``(w >> 1) << 1``), then each step computes ``a = int32(W·s)`` and shifts
-the *sum* (not each product): ``a << weight_exp`` if ``weight_exp > 0`` else ``a >> -weight_exp``
-(arithmetic shift = floor toward −∞).  Hence the exact mapping is
-
-    Dense(weights = 2·m, weight_exp = e − 1, num_weight_bits = 8, sign_mode = SignMode.MIXED,
-          num_message_bits = 24)
-
-which gives   dense(m, e, s) = wrap32( wrap32(Σ_j 2·m_ij·s_j) << (e−1) )   if e > 1
-                             = wrap32(Σ_j 2·m_ij·s_j) >> (1−e)               if e ≤ 1
-              (= Σ m·s·2**e exactly for e ≥ 0, and floor(Σ m·s / 2**-e) for e < 0, absent overflow).
-``sign_mode=MIXED`` must be passed explicitly: Lava otherwise infers INHIBITORY for an all-≤0 matrix
-and clips 2·(−128) = −256 to −255 (EXCITATORY would be harmless).  With ``num_weight_bits = 9`` and
-``weights = m`` Lava would be exact too, but 2·m / e−1 is the hardware-faithful form (8-bit signed
-mantissa, mixed-sign scaling by 2).  The result is delivered one step later (Dense delay).
-Because Lava sums the *doubled* weights in int32, a Dense is exact only while |Σ m·s| < 2**30
-(``dense([[1]], 0, [2**30]) == -2**30`` in Lava too).
-
-Graded neurons (``graded``, ``graded_relu``)
---------------------------------------------
-``GradedVec``: ``v = int32(Σ a_in); out = v·(|v| > vth)``, state reset each step.  ``GradedReluVec``:
-``out = v·(v > vth)``.  Lava's default is ``vth = 1`` (which would zero ±1) — always pass
-``vth = 0``.  No bias, no 24-bit clip.  (``np.abs`` of int32 min stays negative, so −2**31 → 0.)
-
-Learning engine (``LearningDense``, ``Loihi2FLearningRule``/``Loihi3FLearningRule``, t_epoch = 1)
------------------------------------------------------------------------------------------------
-Per learning epoch (every step), for each synaptic weight w (int, in [-256, 255]):
-
-    acc = w << 7                                   # 16-bit accumulator, w pre-shifted by 7
-    for each product  s·dep·f1·f2…  in rule order:
-        P   = dep · Π clip(f_i, -2**width_i, 2**width_i − 1) · s_mant
-              (widths: x0,y0 → 1;  x1,x2,y1,y2,y3 → 7;  w → 9;  s_mant=±1 for our rules)
-        P   = (P >> max(0, Σ width_i + 4 − 15)) << s_exp          # s_exp = 7 for a unit scale
-        P   = clip(P, -32769, 32767);  acc = clip(acc + P, -32769, 32767)
-    acc  → stochastic rounding to a multiple of 128 (never triggers if acc % 128 == 0)
-    w'   = clip(acc >> 7, -256, 255)
-
-* The stochastic rounding of the weight uses ``ConnVarRandom()`` with its **fixed default seed 2**
-  (``rng_seed`` of the rule does not reach it).  It only fires when a product or the accumulator
-  saturates: for our rules that means ``w_old + x1 ≥ 256`` (K) or ``w_old + v ∉ [-256, 255]`` (V),
-  impossible when each slot is written once onto a zero row/column (the protocol).  ``k_write`` /
-  ``v_write`` count such events as saturations and return the floor.
-* Learned weights are **not** LSB-truncated (only the initial weights are, at the first step), so odd
-  learned K/V values are read at full resolution.
-* Traces: a graded pre spike in ``GradedSpikeCfg.OVERWRITE`` sets
-  ``x1 = uint8(round_half_even(p / 2))`` — i.e. **wraps modulo 256** (a negative payload gives
-  ≥ 128) — then, in the learning phase, the trace is decayed once and, for neurons that spiked,
-  clipped to [0, 127].  So ``x1 = clip((round_half_even(p/2)) mod 256, 0, 127)``.  A payload of 0 is
-  no spike (x0 = 0) and leaves the old trace.
-* Decay: ``floor(exp(-1/tau)·x)`` plus stochastic rounding (one random number per step, from the
-  rule's ``rng_seed``); tau = 0 makes the trace read as 0.  Decay is exact only if
-  ``exp(-1/tau) == 1.0`` in float64 → we set every used tau to ``TAU_NO_DECAY = 2**60`` (on
-  hardware: decay constant 0 = no decay).  Finite taus are *not* exact: tau = 128 turns 127 into
-  126 (unless the step's random number is < 0.01); larger taus fail at random steps with
-  probability ≈ x/tau.  The guard-bit
-  encoding of DESIGN §4 does not help: the learned weight is the decayed trace itself.
-* ``Loihi3FLearningRule`` hard-wires ``y1_tau = y2_tau = y3_tau = 65535`` in its constructor, which
-  stochastically corrupts the V write (probed: 1 bad step in ~250, e.g. y2 = 8 decays to 7).  The
-  Lava backend overrides them with the setters (``rule.y1_tau = TAU_NO_DECAY`` …) after
-  construction.
-
-K write (two-factor, ``dw = "y0 * x0 * x1 - y0 * w"``, products y0·x0·x1 then −y0·w, shifts 0)
---------------------------------------------------------------------------------------------
-Layout ``K[b, slot, 2d]`` = Lava's weight matrix [post = T_max slots, pre = 2d].  Writing token t:
-pre payloads ``[2·max(k,0), 2·max(−k,0)]`` (``k_payload``), a bAP on slot t (y0 = 1 on row t only).
-Row t becomes ``x0·x1`` with ``x1 = clip(|k| mod 256, 0, 127)`` on the active half and 0 on the other:
-exact for k ∈ [-127, 127]; 127 < |k| < 256 saturates to ±127; |k| ≥ 256 wraps (the compiler must
-clamp).  Other rows are untouched (y0 = 0).  Read: payloads ``[q, −q]`` → slot s receives
-``Σ_i K⁺_si q_i − K⁻_si q_i = k_s·q`` (int32 wrap, then the LearningDense ``weight_exp`` shift).
-
-V write (three-factor, ``dw = "x0 * y1 * y2 - x0 * y3 * w"``, y2 = 8, y3 = 32, no bAP)
--------------------------------------------------------------------------------------
-Layout ``V[b, d_v, slot]`` = Lava's [post = d_v, pre = T_max].  A one-hot pre spike on slot t (any
-non-zero payload) and third factors y1 = v, y2 = 8, y3 = 32 on every value neuron:
-product 1 = ((y1·8) >> 3) << 7 = clip(v,-128,127)·128, product 2 = ((−32·w) >> 5) << 7 = −128·w, so
-column t becomes clip(v, -128, 127).  In read steps y1 = y2 = y3 = 0, so x0 from the slot outputs
-changes nothing (y3 is the write enable of the −w term; y2 could be dropped as ``x0 * y1`` has no
-shift).  A bAP on V would clip y to [0, 127] — never send one.
-
-16-bit K/V (``residual=True``; the quantiser's ``--weight-bits 16``)
----------------------------------------------------------------------
-Each K/V entry is two plastic int8 synapses: x = hi·2^7 + lo with hi = x >> 7 in the 8-bit range
-above and lo = x & 127 ∈ [0, 127] (``kv_split``; x saturates to [lo_min·2^7, hi_max·2^7 + 127]).
-K: 3d pre neurons, write payloads ``[2·max(hi,0), 2·max(−hi,0), 2·lo]`` (the same two-factor rule
-writes all three), read payloads ``[q, −q, q >> 7]``: slot s receives Σ hi·q + lo·(q >> 7)
-≈ Σ k·q / 2^7 (one LearningDense, one weight_exp).  V: 2d_v post (value) neurons, high rows then
-low rows, third factors y1 = [hi, lo]; the value neuron outputs ``high + (low >> 7)``
-(``value_combine``), each row already shifted by the LearningDense's weight_exp.  Both halves are
-written once per slot onto zeros, so the write stays exact.
-
-Corrections to DESIGN §4/§5 (everything else there was confirmed)
------------------------------------------------------------------
-1. "Graded payloads enter x1 as round_half_even(p/2), clipped to [0, 127]": the value is cast to
-   uint8 first, so it wraps modulo 256 before the clip (p = −2 → 127, p = 512 → 0, p = 600 → 44).
-2. "V signed third factor … exact": only after overriding the y taus that
-   ``Loihi3FLearningRule`` hard-wires to 65535 (see above); ``rng_seed`` alone is not enough.
-3. "Trace decay: … guard-bit encoding exact for tau ≥ 128": not exact (the decayed odd value is
-   learned as is); use ``TAU_NO_DECAY``.  ``rng_seed`` does not seed the weight rounding (fixed 2).
-4. "the accumulator is 16-bit": it saturates at [-32769, 32767] with w pre-shifted by 7, so a write
-   onto a non-zero row/column with |w_old + new| ≥ 256 is inexact (stochastic) — write each slot
-   once per sequence onto zeros.
-5. Payloads are int32 in Lava 0.10 (no 24-bit clip anywhere; sums wrap); the doubled Dense weights
-   halve the headroom to 2**30.  Stock graded neurons default to vth = 1.
-6. Lava's floating_pt learning applier cannot evaluate ``x0`` as a factor, so the K rule
-   ``y0 * x0 * x1 - y0 * w`` raises inside the model process (and the run hangs) in floating_pt.
-7. The 2-step schedule works with two small custom neurons (``backends/lava/procs``): the slot
-   neuron gates its outputs and drives the bAPs, the value neuron drives y1..y3 and gates its
-   output; head latency is 3 steps (output of token t leaves at step A_t + 3).
+Hardware widths come from :mod:`icl_compiler.targets.loihi2`; the encodings derived from them
+(K/V ranges, the 16-bit split, the rule strings, ``TAU_NO_DECAY``) are defined here, once.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..targets import loihi2 as L2
+
 INT32_MIN = -(2**31)
-PAYLOAD_BITS = 24  # our custom neurons saturate payloads to 24-bit signed
+PAYLOAD_BITS = L2.PAYLOAD_BITS  # graded payloads saturate to 24-bit signed (our neurons)
 PAYLOAD_MAX = 2 ** (PAYLOAD_BITS - 1) - 1
 PAYLOAD_MIN = -(2 ** (PAYLOAD_BITS - 1))
 
+# static Dense: 2·m with m an int8 mantissa, clipped to 9 bits signed (mixed sign mode)
+DENSE_WEIGHT_MIN, DENSE_WEIGHT_MAX = -(2**L2.WEIGHT_BITS), 2**L2.WEIGHT_BITS - 1
+MANTISSA_MIN, MANTISSA_MAX = -(2 ** (L2.WEIGHT_BITS - 1)), 2 ** (L2.WEIGHT_BITS - 1) - 1
+DENSE_SUM_LIMIT = 2**30  # Lava sums 2m·s in int32: a Dense is exact while |Σ m·s| < 2**30
+
+# learning engine (docs/semantics.md §5)
+_SPIKE_BITS = 1  # width of the x0 / y0 factors
+_TRACE_BITS = L2.TRACE_BITS  # x1, x2, y1, y2, y3
+_W_BITS = L2.PLASTIC_WEIGHT_BITS  # w
+_ACC_U = L2.LEARNING_ACCUMULATOR_BITS - 1  # unsigned accumulator width (15)
+_ACC_MIN, _ACC_MAX = -(2**_ACC_U) - 1, 2**_ACC_U - 1  # learning accumulator saturation (Lava's bounds)
+_W_SHIFT = L2.LEARNING_ACCUMULATOR_BITS - _W_BITS  # w is pre-shifted by 7 in the accumulator
+WEIGHT_MIN, WEIGHT_MAX = -(2 ** (_W_BITS - 1)), 2 ** (_W_BITS - 1) - 1  # learned weights [-256, 255]
+TRACE_MAX = 2**_TRACE_BITS - 1  # a trace (x1) holds [0, 127]
+
 TAU_NO_DECAY = 2**60  # exp(-1/tau) == 1.0 in float64: exact, deterministic traces
-K_RANGE = (-127, 127)
-V_RANGE = (-128, 127)
-RES_BITS = 7  # 16-bit K/V: x = hi·2^7 + lo, hi in the 8-bit range, lo in [0, 127]
+K_RANGE = (-TRACE_MAX, TRACE_MAX)  # sign split: |k| is one trace x1
+V_RANGE = (-(2**_TRACE_BITS), 2**_TRACE_BITS - 1)  # the third factor y1 is a signed 7-bit factor
+RES_BITS = _TRACE_BITS  # 16-bit K/V: x = hi·2^7 + lo, hi in the 8-bit range, lo in [0, 127]
 RES_SCALE = 2**RES_BITS
-V_Y2 = 8  # third factors of the V write (see module doc)
-V_Y3 = 32
-WEIGHT_MIN, WEIGHT_MAX = -256, 255  # learned weights, mixed sign mode
-_ACC_MIN, _ACC_MAX = -(2**15) - 1, 2**15 - 1  # learning accumulator saturation (Lava's bounds)
-_W_SHIFT = 7  # W_ACCUMULATOR_S - W_WEIGHTS_S
+V_Y2 = 8  # third factors of the V write: y1·y2 and y3·w are shifted right by 3 and 5 (widths
+V_Y3 = 32  # 7+7 and 7+9), so these make the products y1·2^7 and w·2^7 (docs/semantics.md §5)
 K_DW = "y0 * x0 * x1 - y0 * w"
 V_DW = "x0 * y1 * y2 - x0 * y3 * w"
 
@@ -184,7 +81,7 @@ def round_half_even_half(p) -> np.ndarray:
 
 def lava_dense_weights(w_mant) -> np.ndarray:
     """The int weights Lava's Dense really uses for mantissas ``w_mant`` (clip + LSB drop of 2·m)."""
-    w2 = np.clip(2 * np.asarray(w_mant, np.int64), -256, 255)
+    w2 = np.clip(2 * np.asarray(w_mant, np.int64), DENSE_WEIGHT_MIN, DENSE_WEIGHT_MAX)
     return (w2 >> 1) << 1
 
 
@@ -197,14 +94,14 @@ def to_lava_dense_params(w_mant, exp: int) -> dict:
     m = np.asarray(w_mant)
     if not np.issubdtype(m.dtype, np.integer) or m.ndim != 2:
         raise ValueError("w_mant must be a 2-D integer array [post, pre]")
-    if m.size and (m.min() < -128 or m.max() > 127):
+    if m.size and (m.min() < MANTISSA_MIN or m.max() > MANTISSA_MAX):
         raise ValueError("weight mantissas must be int8 ([-128, 127])")
     return {
         "weights": (2 * m.astype(np.int64)).astype(np.int32),
         "weight_exp": int(exp) - 1,
-        "num_weight_bits": 8,
+        "num_weight_bits": L2.WEIGHT_BITS,
         "sign_mode": "MIXED",
-        "num_message_bits": 24,
+        "num_message_bits": PAYLOAD_BITS,
     }
 
 
@@ -241,13 +138,13 @@ def _factor(x, width: int) -> np.ndarray:
 
 def _product(value, widths: tuple[int, ...], s_exp: int = 7) -> np.ndarray:
     """One product of the bit-approximate applier (value = dep·Πfactors·s_mant, already clipped)."""
-    sh = max(0, sum(widths) + 4 - 15)
+    sh = max(0, sum(widths) + L2.LEARNING_SCALE_MANTISSA_BITS - _ACC_U)
     return np.clip((value >> sh) << s_exp, _ACC_MIN, _ACC_MAX)
 
 
 def _finish(acc: np.ndarray) -> tuple[np.ndarray, int]:
     """Stochastic rounding (counted, floored if it would fire), >> 7, weight clip."""
-    inexact = int(np.count_nonzero(acc & 127))
+    inexact = int(np.count_nonzero(acc & (2**_W_SHIFT - 1)))
     w = np.clip(acc >> _W_SHIFT, WEIGHT_MIN, WEIGHT_MAX)
     return w, inexact
 
@@ -255,7 +152,7 @@ def _finish(acc: np.ndarray) -> tuple[np.ndarray, int]:
 def x1_from_payload(p) -> np.ndarray:
     """Pre trace x1 of a spiking neuron in OVERWRITE mode, as the learning rule sees it."""
     p = wrap32(p)
-    return np.clip(round_half_even_half(p) & 0xFF, 0, 127)
+    return np.clip(round_half_even_half(p) & 0xFF, 0, TRACE_MAX)
 
 
 def kv_split(x, residual: bool, lo_min: int, hi_max: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -314,8 +211,9 @@ def k_write_payload(K, p, t: int) -> tuple[np.ndarray, int]:
     w = K[:, t, :]
     acc = w << _W_SHIFT
     # product 1: y0 · x0 · x1 (widths 1 + 7), product 2: −y0 · w (width 9)
-    acc = np.clip(acc + _product(_factor(x0, 1) * _factor(x1, 7), (1, 7)), _ACC_MIN, _ACC_MAX)
-    acc = np.clip(acc + _product(-_factor(w, 9), (9,)), _ACC_MIN, _ACC_MAX)
+    acc = np.clip(acc + _product(_factor(x0, _SPIKE_BITS) * _factor(x1, _TRACE_BITS),
+                                 (_SPIKE_BITS, _TRACE_BITS)), _ACC_MIN, _ACC_MAX)
+    acc = np.clip(acc + _product(-_factor(w, _W_BITS), (_W_BITS,)), _ACC_MIN, _ACC_MAX)
     K[:, t, :], inexact = _finish(acc)
     return K, inexact
 
@@ -358,12 +256,14 @@ def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
     v = np.asarray(v, np.int64)
     if not 0 <= t < V.shape[2]:
         return V, int(v.size)
-    y1 = _factor(wrap32(v_third_factor(v, residual)), 7)
+    y1 = _factor(wrap32(v_third_factor(v, residual)), _TRACE_BITS)
     w = V[:, :, t]
     acc = w << _W_SHIFT
     # product 1: x0 · y1 · y2 (widths 7 + 7), product 2: −x0 · y3 · w (widths 7 + 9); x0 = 1
-    acc = np.clip(acc + _product(y1 * _factor(y2, 7), (7, 7)), _ACC_MIN, _ACC_MAX)
-    acc = np.clip(acc + _product(-_factor(y3, 7) * _factor(w, 9), (7, 9)), _ACC_MIN, _ACC_MAX)
+    acc = np.clip(acc + _product(y1 * _factor(y2, _TRACE_BITS), (_TRACE_BITS, _TRACE_BITS)),
+                  _ACC_MIN, _ACC_MAX)
+    acc = np.clip(acc + _product(-_factor(y3, _TRACE_BITS) * _factor(w, _W_BITS),
+                                 (_TRACE_BITS, _W_BITS)), _ACC_MIN, _ACC_MAX)
     V[:, :, t], inexact = _finish(acc)
     return V, _out_of_range(v, *V_RANGE, residual) + inexact
 
