@@ -8,7 +8,7 @@ import pytest
 
 import icl_compiler as icl
 from icl_compiler.backends.lava.plan import build_plan
-from icl_compiler.passes.schedule import timing
+from icl_compiler.semantics.timing import timing
 from tests.helpers import fixture
 
 NAMES = ["tok_relu_fillneg_2l2h_ln_pos", "tok_relu_rownorm_trilmul_1l2h",

@@ -25,7 +25,7 @@ Processes (each one Lava process = one OS process in ``Loihi2SimCfg``):
   process.
 * ``sink`` — a ``RingBuffer`` sink on the output population.
 
-Timing (``passes/schedule.py``): population P fires at step τ(P) of every token; an input
+Timing (``semantics/timing.py``): population P fires at step τ(P) of every token; an input
 arriving over a group from P' is read ``τ(P) − τ(P') − 1`` steps after it arrived (delay line).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ir.neuro import NeuroGraph
-from ...passes.schedule import STEPS_PER_TOKEN, timing
+from ...semantics.timing import STEPS_PER_TOKEN, sequence_steps, timing
 from .units import MAX_HEADS
 
 BANK_MODELS = ("graded", "graded_relu", "output")
@@ -142,7 +142,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
     io = ng.g.graph["io"]
     out_pop = io["output_pop"]
     depth = tau[out_pop]
-    L = S * (T - 1) + depth + 1
+    L = sequence_steps(T, depth, S)
     procs: dict[str, ProcSpec] = {}
     loc_out: dict[str, tuple[str, int]] = {}  # population -> (process, offset) in its output
     loc_in: dict[str, tuple[str, dict]] = {}  # population -> (process, unit) it integrates in

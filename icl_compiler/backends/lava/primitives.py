@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...semantics import fixed
+from ...semantics.timing import HEAD_LATENCY
+from ...semantics.timing import STEPS_PER_TOKEN as HEAD_STEPS_PER_TOKEN
 
-HEAD_STEPS_PER_TOKEN = 2
-HEAD_LATENCY = 3  # steps from a token's write step A_t to its output at the value neurons
 HEAD_PROCESSES = 4  # K LearningDense, SlotNeuron, V LearningDense, ValueNeuron
 HEAD_IO_PROCESSES = 3  # kq source, v source, output sink (run_head only)
 RNG_SEED = 0
@@ -245,4 +245,5 @@ def run_value_stage(scores, vs, t_max: int, f: str = "relu", tag: str = "fixed_p
     s_src.s_out.connect(slots.a0)
     _connect_value_stage(slots, v_syn, vals, v_src, sink)
     out, V = _run(s_src, steps, tag, lambda: (sink.data.get(), v_syn.weights.get()))
-    return np.asarray(out.T)[HEAD_LATENCY : HEAD_LATENCY + 2 * T : 2], np.asarray(V)
+    return (np.asarray(out.T)[HEAD_LATENCY : HEAD_LATENCY + HEAD_STEPS_PER_TOKEN * T : 2],
+            np.asarray(V))

@@ -13,7 +13,7 @@ of the neuromorphic graph.  A :class:`Bank` holds a process's units and its inpu
 * every port keeps a short history (a ring buffer: the *delay lines*).  A unit's operand is the
   sum of its contributions ``(port, rows, delay)``, each read ``delay`` steps after it arrived, so
   inputs that travelled paths of different depths (residual connections) are added for the same
-  token (see ``passes/schedule.py``);
+  token (see ``semantics/timing.py``);
 * a unit fires once per token, at its step ``τ`` (sequence-local step ``n`` with
   ``n − τ ≥ 0``, ``(n − τ) % S == 0`` and token ``(n − τ) // S < T``); its rows of the process's
   output are 0 in every other step.
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...semantics import fixed, rules
+from ...semantics import fixed
+from ..numpy import rules
 from ..numpy.emulator import RunStats
 
 
