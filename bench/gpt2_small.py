@@ -304,7 +304,7 @@ def main(argv=None) -> int:
             secs = time.perf_counter() - t0
             passes = [{"name": k, "seconds": v, "summary": ""} for k, v in times.items()]
             if args.emulate_tokens:
-                from icl_compiler.backends.numpy.emulator import Emulator
+                from icl_compiler.semantics.interpreter import Interpreter as Emulator
 
                 t1 = time.perf_counter()
                 x = np.random.default_rng(0).integers(0, cfg.vocab, (2, args.emulate_tokens))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -143,7 +144,7 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
         "attention": attention,
         "resources": resources,
         "schedule": ng.schedule,
-        "offcore": ng.g.graph.get("offcore", []),
+        "offcore": [asdict(o) for o in ng.offcore],
         "ops": _ops_per_token(prog, calibration, tokens=8 if n_weights < 5_000_000 else 2),
     }
     if quant_report is not None:
@@ -171,10 +172,10 @@ def _ops_per_token(prog: Program, calibration, tokens: int) -> dict:
     rng = np.random.default_rng(0)
     if calibration is not None and calibration.ndim >= 2:
         x = calibration[:2, :T]
-    elif io["input_kind"] == "tokens":
-        x = rng.integers(0, io["vocab"], size=(2, T))
+    elif io.input_kind == "tokens":
+        x = rng.integers(0, io.vocab, size=(2, T))
     else:
-        x = rng.uniform(0, 1, size=(2, T, prog.ng.pop("input").size))
+        x = rng.uniform(0, 1, size=(2, T, prog.ng.pop(io.input_pop).size))
     prog.run(x)
     st = prog.last_stats
     n = max(st.tokens, 1)

@@ -1,4 +1,6 @@
-"""User-facing errors.  A CompileError is printed as one line by the CLI (exit code 3)."""
+"""The compiler's errors.  A CompileError is printed as one line by the CLI (exit code 3); an
+OptionError is a usage error (exit 2).  The IR verifiers' errors are CompileErrors too, so that
+a broken invariant reaches a user as one line, never as a traceback."""
 from __future__ import annotations
 
 
@@ -29,3 +31,24 @@ class VerificationError(Exception):
 
 class OptionError(ValueError):
     """A compile option has a bad value (the CLI reports it as a usage error, exit 2)."""
+
+
+INTERNAL_HINT = "this is a bug of the compiler, please report it"
+
+
+class IRVerifyError(CompileError):
+    """The tensor IR breaks an invariant (``ir/verify.py``): a bug of the frontend or of a pass
+    when it happens during a compile, so the one-line message says so."""
+
+    def __init__(self, reason: str, **kw):
+        kw.setdefault("hint", INTERNAL_HINT)
+        super().__init__(reason, **kw)
+
+
+class NeuroVerifyError(CompileError):
+    """The neuromorphic IR breaks an invariant (``ir/neuro.py``): a bug of a pass, or a saved
+    program that was edited or is corrupt."""
+
+    def __init__(self, reason: str, **kw):
+        kw.setdefault("hint", INTERNAL_HINT + " (or recompile a saved program)")
+        super().__init__(reason, **kw)

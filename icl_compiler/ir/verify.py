@@ -4,12 +4,11 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from ..errors import IRVerifyError
 from .graph import Graph, Value
 from .ops import OPS, REQUIRED, _eq
 
-
-class IRVerifyError(Exception):
-    pass
+__all__ = ["IRVerifyError", "verify"]
 
 
 def _same_shape(a, b) -> bool:

@@ -27,9 +27,10 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.graph import Graph, Node
-from ..ir.neuro import (K_WRITE_RULE, V_WRITE_RULE, HeadSpec, NeuroGraph, Population,
-                        SynapseGroup)
+from ..ir.neuro import (Encoding, HeadSpec, Lowering, NeuroGraph, NeuronModel, NormParams,
+                        OffcoreOp, Placement, ProgramIO, Role)
 from ..ir.symbolic import is_sym
+from ..semantics.neurons import K_WRITE_RULE, V_WRITE_RULE
 
 
 @dataclass
@@ -57,10 +58,8 @@ class Lowerer:
         self.ng = NeuroGraph("float")
         self.forms: dict[str, Affine] = {}
         self.pop_of: dict[str, str] = {}  # value -> materialised population
-        self.layer_of: dict[str, int | None] = {}
-        self.n_syn = 0
-        self.offcore: list[dict] = []
         self.fast_weight_heads = 0
+        self.input_pop: str | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def err(self, node: Node, reason: str, hint: str | None = None) -> CompileError:
@@ -72,19 +71,12 @@ class Lowerer:
             raise CompileError(f"value {value!r} has a dynamic feature axis {d}")
         return int(d)
 
-    def new_pop(self, name: str, size: int, model: str, layer: int | None, **kw) -> str:
-        base, i = name, 1
-        while name in self.ng.g:
-            name = f"{base}.{i}"
-            i += 1
-        self.ng.add_population(Population(name=name, size=size, model=model, layer=layer, **kw))
-        return name
+    def new_pop(self, name: str, size: int, model: NeuronModel, layer: int | None, **kw) -> str:
+        return self.ng.new_population(name, size, model, layer=layer, **kw).name
 
-    def connect(self, pre: str, post: str, W: np.ndarray, role: str = "static", rule=None) -> None:
-        self.n_syn += 1
-        self.ng.add_synapses(SynapseGroup(name=f"s{self.n_syn}:{pre}->{post}", pre=pre, post=post,
-                                          weights=np.asarray(W, np.float64), role=role,
-                                          rule=copy.deepcopy(rule)))
+    def connect(self, pre: str, post: str, W: np.ndarray, role: Role = Role.STATIC, rule=None):
+        return self.ng.connect(pre, post, np.asarray(W, np.float64), role=role,
+                               rule=copy.deepcopy(rule))
 
     def materialise_form(self, form: Affine, name: str, model: str, layer: int | None,
                          **kw) -> str:
@@ -108,7 +100,7 @@ class Lowerer:
             if W.shape[0] == W.shape[1] and np.array_equal(W, np.eye(W.shape[0])):
                 self.pop_of[value] = p
                 return p
-        pop = self.materialise_form(form, value, "graded", layer)
+        pop = self.materialise_form(form, value, NeuronModel.GRADED, layer)
         self.pop_of[value] = pop
         return pop
 
@@ -141,7 +133,9 @@ class Lowerer:
             if xv.rank != 3:
                 raise CompileError(f"feature input {x!r} must be [batch, seq, features], got {xv.shape}")
             self.input_kind = "features"
-            pop = self.new_pop("input", self.width(x), "input", None, placement="host")
+            pop = self.new_pop("input", self.width(x), NeuronModel.INPUT, None,
+                               placement=Placement.HOST)
+            self.input_pop = pop
             self.set_pop(x, pop)
         layer = 0
         for node in g.topo_nodes():
@@ -155,10 +149,10 @@ class Lowerer:
                 self._share(v)
         out = g.outputs[0]
         form = self.form_of(out)
-        pop = self.materialise_form(form, "output", "output", None, placement="host")
-        self.ng.g.graph["io"] = {"input": x, "input_kind": self.input_kind, "output": out,
-                                 "output_pop": pop, "vocab": getattr(self, "vocab", None)}
-        self.ng.g.graph["offcore"] = self.offcore
+        pop = self.materialise_form(form, "output", NeuronModel.OUTPUT, None,
+                                    placement=Placement.HOST)
+        self.ng.io = ProgramIO(input=x, input_kind=self.input_kind, output=out, output_pop=pop,
+                               vocab=getattr(self, "vocab", None), input_pop=self.input_pop)
         return self.ng
 
     def _share(self, value: str) -> None:
@@ -171,7 +165,7 @@ class Lowerer:
         if len(form.terms) <= 1 and form.bias is None:
             return
         if len(self.t.consumers(value)) + self.t.outputs.count(value) > 1:
-            self.set_pop(value, self.materialise_form(form, value, "graded", None))
+            self.set_pop(value, self.materialise_form(form, value, NeuronModel.GRADED, None))
 
     # -- ops -------------------------------------------------------------------------------------
     def op_Gather(self, node: Node, layer):
@@ -183,15 +177,15 @@ class Lowerer:
             raise self.err(node, "only 2-D embedding tables are supported")
         if idx == self.t.inputs[0]:
             self.vocab = T.shape[0]
-            pop = self.new_pop("tokens", T.shape[0], "input", None, placement="host",
-                               attrs={"encoding": "one_hot"})
+            pop = self.new_pop("tokens", T.shape[0], NeuronModel.INPUT, None,
+                               placement=Placement.HOST, encoding=Encoding.ONE_HOT)
             self.forms[node.outputs[0]] = Affine(T.shape[1], [(pop, np.ascontiguousarray(T.T, dtype=np.float64))])
             return layer
         prod = self.t.producer(idx)
         if prod is not None and prod.op == "Range" and prod.attrs.get("start") == 0 \
                 and prod.attrs.get("delta") == 1:
-            pop = self.new_pop("position", T.shape[0], "input", None, placement="host",
-                               attrs={"encoding": "position"})
+            pop = self.new_pop("position", T.shape[0], NeuronModel.INPUT, None,
+                               placement=Placement.HOST, encoding=Encoding.POSITION)
             self.forms[node.outputs[0]] = Affine(T.shape[1], [(pop, np.ascontiguousarray(T.T, dtype=np.float64))])
             self.pos_value = node.outputs[0]
             return layer
@@ -276,7 +270,7 @@ class Lowerer:
 
     def op_Relu(self, node: Node, layer):
         form = self.form_of(node.inputs[0])
-        pop = self.materialise_form(form, node.outputs[0], "graded_relu", layer)
+        pop = self.materialise_form(form, node.outputs[0], NeuronModel.GRADED_RELU, layer)
         self.set_pop(node.outputs[0], pop)
         return layer
 
@@ -285,13 +279,15 @@ class Lowerer:
         gamma = self.consts.get(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
         beta = self.consts.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
         n = form.n
-        attrs = {"kind": kind, "eps": float(node.attrs.get("epsilon", 1e-5)),
-                 "gamma": np.ones(n) if gamma is None else np.asarray(gamma, np.float64).reshape(n),
-                 "beta": np.zeros(n) if beta is None else np.asarray(beta, np.float64).reshape(n)}
-        pop = self.materialise_form(form, node.outputs[0], "norm", layer, placement="embedded",
-                                    attrs=attrs)
-        self.offcore.append({"population": pop, "op": kind, "placement": "embedded",
-                             "why": "mean/variance and 1/sqrt need a reduction across neurons"})
+        params = NormParams(
+            kind=kind, eps=float(node.attrs.get("epsilon", 1e-5)),
+            gamma=np.ones(n) if gamma is None else np.asarray(gamma, np.float64).reshape(n),
+            beta=np.zeros(n) if beta is None else np.asarray(beta, np.float64).reshape(n))
+        pop = self.materialise_form(form, node.outputs[0], NeuronModel.NORM, layer,
+                                    placement=Placement.EMBEDDED, norm=params)
+        self.ng.offcore.append(OffcoreOp(
+            population=pop, op=kind, placement=Placement.EMBEDDED,
+            why="mean/variance and 1/sqrt need a reduction across neurons"))
         self.set_pop(node.outputs[0], pop)
         return layer
 
@@ -306,9 +302,8 @@ class Lowerer:
         H, dk, dv = int(a["heads"]), int(a["d_k"]), int(a["d_v"])
         L = int(a.get("layer", layer))
         lowering = a.get("lowering", "auto")
-        if lowering == "auto":
-            lowering = "kv_slot"
-        if lowering == "fast_weight":
+        lowering = Lowering.KV_SLOT if lowering == "auto" else Lowering(lowering)
+        if lowering == Lowering.FAST_WEIGHT:
             if a["f"] != "identity" or a.get("normalisation", "none") != "none":
                 raise self.err(node, "fast_weight lowering needs linear attention (f = identity, "
                                      "no normalisation)", "use lowering='kv_slot'")
@@ -321,25 +316,27 @@ class Lowerer:
             sk = np.arange(h * dk, (h + 1) * dk)
             sv = np.arange(h * dv, (h + 1) * dv)
             tag = f"L{L}.h{h}"
-            kp = self.materialise_form(k.rows(sk), f"{tag}.k", "graded", L)
-            qp = self.materialise_form(q.rows(sk), f"{tag}.q", "graded", L)
-            vp = self.materialise_form(v.rows(sv), f"{tag}.v", "graded", L)
+            kp = self.materialise_form(k.rows(sk), f"{tag}.k", NeuronModel.GRADED, L)
+            qp = self.materialise_form(q.rows(sk), f"{tag}.q", NeuronModel.GRADED, L)
+            vp = self.materialise_form(v.rows(sv), f"{tag}.v", NeuronModel.GRADED, L)
             T = int(a["T_max"])
-            slots = self.new_pop(f"{tag}.slots", T, "slot", L, attrs={"f": a["f"]})
+            slots = self.new_pop(f"{tag}.slots", T, NeuronModel.SLOT, L, attrs={"f": a["f"]})
             norm = a.get("normalisation", "none")
-            out = self.new_pop(f"{tag}.out", dv, "divide" if norm == "rowsum" else "graded", L,
-                               placement="embedded" if norm == "rowsum" else "neurocore")
-            if norm == "rowsum":
-                self.offcore.append({"population": out, "op": "divide", "placement": "embedded",
-                                     "why": "attention normalisation by the row sum is a division"})
-            self.connect(qp, slots, np.zeros((T, dk)), role="k", rule=K_WRITE_RULE)
-            self.connect(slots, out, np.zeros((dv, T)), role="v", rule=V_WRITE_RULE)
+            rowsum = norm == "rowsum"
+            out = self.new_pop(f"{tag}.out", dv,
+                               NeuronModel.DIVIDE if rowsum else NeuronModel.GRADED, L,
+                               placement=Placement.EMBEDDED if rowsum else Placement.NEUROCORE)
+            if rowsum:
+                self.ng.offcore.append(OffcoreOp(
+                    population=out, op="divide", placement=Placement.EMBEDDED,
+                    why="attention normalisation by the row sum is a division"))
+            ks = self.connect(qp, slots, np.zeros((T, dk)), role=Role.K, rule=K_WRITE_RULE)
+            vs = self.connect(slots, out, np.zeros((dv, T)), role=Role.V, rule=V_WRITE_RULE)
             self.ng.heads.append(HeadSpec(
                 layer=L, head=h, k=kp, q=qp, v=vp, slots=slots, out=out,
-                k_syn=f"s{self.n_syn - 1}:{qp}->{slots}", v_syn=f"s{self.n_syn}:{slots}->{out}",
-                f=a["f"], scale=float(a.get("scale", 1.0)), t_max=T, normalise=norm,
-                eps=float(a.get("eps", 0.0)), lowering=lowering))
-            if lowering == "fast_weight":
+                k_syn=ks.name, v_syn=vs.name, f=a["f"], scale=float(a.get("scale", 1.0)),
+                t_max=T, normalise=norm, eps=float(a.get("eps", 0.0)), lowering=lowering))
+            if lowering == Lowering.FAST_WEIGHT:
                 self.fast_weight_heads += 1
             outs.append(out)
         # merged heads: a pure selection form over the head outputs

@@ -77,7 +77,7 @@ def _verify(graph: Graph, name: str) -> None:
     try:
         verify(graph)
     except IRVerifyError as e:
-        raise IRVerifyError(f"after pass {name!r}: {e}") from e
+        raise IRVerifyError(f"after pass {name!r}: {e.reason}") from e
 
 
 def run_pipeline(graph: Graph, ctx: PassContext | None = None, *, verify_each: bool = False,

@@ -113,7 +113,7 @@ the pre axis by the pre pieces and the plan's fan-in chunks.  Exactness:
   population (tokens/positions: at most one non-zero term per token).  Otherwise the segments
   feed an *accumulator* population through groups with ``e = 0`` (unshifted partial sums, exact
   integers, added in the neuron's int32 current like one dendritic sum); the accumulator neuron
-  right-shifts its current once by ``-e`` (``attrs["q"]["shift"]``, the floor shift the emulator
+  right-shifts its current once by ``-e`` (``q.shift``, the floor shift the interpreter
   already applies for the quantiser's rounding k/q/v neurons) and an identity group with
   ``e = 0`` adds that value — exactly the original group's ``floor(Σ m·s·2^e)`` — to the post
   population.  The accumulator's payload has the magnitude of the original group's output (a
@@ -141,7 +141,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import CompileError
-from ..ir.neuro import NeuroGraph, Population, SynapseGroup, verify_neuro
+from ..ir.neuro import NeuroGraph, Population, QuantParams, SynapseGroup, verify_neuro
 from ..targets import loihi2 as L2
 from ..targets.loihi2 import Target, as_target
 
@@ -316,7 +316,7 @@ class _Planner:
             lo, hi = _pre_span(s)
             out.append(_In(s.name, s.pre, pre.size, self.k_syns.get(s.name, 1),
                            self.t.plastic_weight_bits if s.plastic else self.t.weight_bits,
-                           s.plastic, pre.attrs.get("encoding") in ("one_hot", "position"),
+                           s.plastic, pre.one_hot,
                            lo=lo, hi=hi, whole="split_of" in (s.attrs or {})))
         return out
 
@@ -874,7 +874,7 @@ def _offcore_ops(pl: _Planner) -> tuple[list, list]:
         adds = n * (chunks - 1)  # adding the partial currents of chunked inputs
         if plan.cls == "embedded":
             if p.model == "norm":
-                kind = p.attrs.get("kind", "norm")
+                kind = p.norm.kind
                 ops = (5 if kind == "layernorm" else 3) * n + 1 + adds
                 what = f"{kind}: mean/variance, 1/sqrt, scale and shift of {n} values"
             elif p.model == "divide":
@@ -885,8 +885,7 @@ def _offcore_ops(pl: _Planner) -> tuple[list, list]:
             emb.append({"population": name, "op": p.model, "ops_per_token": ops, "what": what})
         elif plan.cls == "host":
             if p.model == "input":
-                enc = p.attrs.get("encoding")
-                ops = 1 if enc in ("one_hot", "position") else n
+                ops = 1 if p.one_hot else n
                 what = ("send one spike (one-hot id)" if ops == 1 else f"encode {n} features as "
                         "graded spikes")
             else:
@@ -972,7 +971,7 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
             for lo, hi in zip(cuts, cuts[1:]):
                 pname, pa, _ = next(x for x in pieces[s.pre] if x[1] <= lo < x[2])
                 segs.append((pname, pa, lo, hi))
-        one_hot = pre.attrs.get("encoding") in ("one_hot", "position")
+        one_hot = pre.one_hot
         direct = (not fixed) or s.exp >= 0 or one_hot or len(segs) == 1
         W = np.asarray(s.weights)
         if len(segs) == 1 and segs[0][0] == s.pre and pieces[s.post] == [(s.post, 0, W.shape[0])]:
@@ -1005,9 +1004,10 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
                 acc = f"{qname}.acc{n_acc}"
                 out.add_population(Population(
                     name=acc, size=sb - sa, model="graded", layer=qpop.layer, placement="neurocore",
-                    scale=float(qpop.attrs.get("q", {}).get("in_scale", qpop.scale)),
-                    attrs={"partial_sum_of": s.name, "range": [sa, sb],
-                           "q": {"shift": -int(s.exp)}}))
+                    scale=float(qpop.q.in_scale if qpop.q is not None and qpop.q.in_scale
+                                is not None else qpop.scale),
+                    q=QuantParams(shift=-int(s.exp)),
+                    attrs={"partial_sum_of": s.name, "range": [sa, sb]}))
                 Ws = W[sa:sb]
                 for pname, pa, lo, hi in segs:
                     _add_seg(out, s, pname, acc, Ws, pieces, s.pre, pa, lo, hi, 0,

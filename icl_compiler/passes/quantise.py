@@ -37,9 +37,10 @@ import math
 
 import numpy as np
 
-from ..semantics.fixed import RES_SCALE
 from ..errors import CompileError
-from ..ir.neuro import NeuroGraph, SynapseGroup
+from ..ir.neuro import Lowering, NeuroGraph, NeuronModel, QuantParams, SynapseGroup
+from ..semantics.fixed import RES_SCALE
+from ..semantics.interpreter import Interpreter
 
 ACT_BITS = 22  # magnitude bits of a graded payload at most (24-bit payloads: 1 bit headroom),
 # lowered per population so that every int32 synaptic accumulator stays exact
@@ -72,9 +73,7 @@ def quantise_matrix(M: np.ndarray) -> tuple[np.ndarray, int]:
 
 def calibrate(ng: NeuroGraph, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """Float run on the calibration data: (max |value| per probe, the float outputs)."""
-    from ..backends.numpy.emulator import Emulator
-
-    emu = Emulator(ng)
+    emu = Interpreter(ng)
     emu.record = {}
     y, _ = emu.run(x)
     return emu.record, y
@@ -82,12 +81,12 @@ def calibrate(ng: NeuroGraph, x: np.ndarray) -> tuple[dict[str, float], np.ndarr
 
 def default_calibration(ng: NeuroGraph, n: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    io = ng.g.graph["io"]
+    io = ng.io
     T = min(h.t_max for h in ng.heads) if ng.heads else 16
-    if io["input_kind"] == "tokens":
-        return rng.integers(0, io["vocab"], size=(n, T))
+    if io.input_kind == "tokens":
+        return rng.integers(0, io.vocab, size=(n, T))
     lo, hi = DEFAULT_FEATURE_RANGE
-    return rng.uniform(lo, hi, size=(n, T, ng.pop("input").size))
+    return rng.uniform(lo, hi, size=(n, T, ng.pop(io.input_pop).size))
 
 
 def relative_error(y: np.ndarray, ref: np.ndarray) -> float:
@@ -109,7 +108,7 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
     if calibration is None:
         calibration = default_calibration(ng)
         source = (f"default: {len(calibration)} random sequences "
-                  + ("of token ids" if ng.g.graph["io"]["input_kind"] == "tokens"
+                  + ("of token ids" if ng.io.input_kind == "tokens"
                      else f"with features uniform in {list(DEFAULT_FEATURE_RANGE)}"))
     _check_calibration(ng, calibration)
     fq = copy.deepcopy(ng)
@@ -131,8 +130,6 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}")
     if not 0 < error_target:
         raise ValueError("error_target must be positive")
-    from ..backends.numpy.emulator import Emulator
-
     errors: dict[int, float] = {}
     for bits in ((8, 16) if weight_bits == "auto" else (weight_bits,)):
         # pass 1 with the default payload limits; pass 2 with each population's limit lowered
@@ -141,7 +138,7 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         limits = _accumulator_limits(q)
         q, mats, head_params = _assign(fq, rec, limits, bits)
         # 4. saturation and output error on the calibration data in fixed point
-        emu = Emulator(q)
+        emu = Interpreter(q)
         y_fixed, stats = emu.run(calibration)
         errors[bits] = relative_error(emu.dequantise(y_fixed), y_float)
         if errors[bits] <= error_target:
@@ -192,7 +189,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             weight_bits: int) -> tuple[NeuroGraph, list, list]:
     """Scales, mantissas, exponents and head shifts for given per-population payload limits."""
     q = copy.deepcopy(fq)
-    q.g.graph["precision"] = "fixed"
+    q.precision = "fixed"
 
     def mx(key: str) -> float:
         return max(rec.get(key, 0.0), 1e-12)
@@ -202,7 +199,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
 
     # 16-bit weights: K and V too get a high and a low plastic synapse per entry (x = hi·2^7 + lo)
     for h in q.heads:
-        if h.lowering == "kv_slot":
+        if h.lowering == Lowering.KV_SLOT:
             h.kv_bits = 16 if weight_bits == 16 else 8
     res = {h.k: RES_SCALE if h.kv_bits == 16 else 1 for h in q.heads} | {
         h.v: RES_SCALE if h.kv_bits == 16 else 1 for h in q.heads}
@@ -215,24 +212,23 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
     outs = {h.out: h for h in q.heads}
     # 1. population scales
     for p in q.populations():
-        p.attrs = dict(p.attrs)
-        if p.model == "input":
-            if p.attrs.get("encoding") in ("one_hot", "position"):
+        if p.model == NeuronModel.INPUT:
+            if p.one_hot:
                 p.scale = 1.0 / ONE_HOT
-                p.attrs["q"] = {"one": ONE_HOT}
+                p.q = QuantParams(one=ONE_HOT)
             else:
                 p.scale = mx(p.name) / lim(p.name, ACT_MAX)
             continue
-        if p.model == "slot" or p.name in outs:
+        if p.model == NeuronModel.SLOT or p.name in outs:
             continue  # set with the head below
         limit = head_pops.get(p.name, lim(p.name, ACT_MAX))
         p.scale = mx(p.name) / limit
         if p.name in res:
             # 8-bit k/q/v: the synapses deliver ROUND_BITS more bits and the neuron rounds
             # (out = (current + 2^(R-1)) >> R) so the plastic values are unbiased, not floored
-            p.attrs["q"] = {"shift": ROUND_BITS, "in_scale": p.scale / 2**ROUND_BITS}
-        if p.model == "norm":
-            p.attrs["q"] = {"in_scale": mx(p.name + ":current") / ACT_MAX}
+            p.q = QuantParams(shift=ROUND_BITS, in_scale=p.scale / 2**ROUND_BITS)
+        if p.model == NeuronModel.NORM:
+            p.q = QuantParams(in_scale=mx(p.name + ":current") / ACT_MAX)
     # 2. heads: slot shift, V-read exponent, output scale
     head_params = []
     for h in q.heads:
@@ -253,7 +249,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             sa = c * 2**r
         slots = q.pop(h.slots)
         slots.scale = sa
-        slots.attrs["q"] = {"r": r, "r2": r2}
+        slots.q = QuantParams(r=r, r2=r2)
         sv = sv * res[h.v]  # real value per unit of the combined accumulator (fixed.value_combine)
         acc_int = mx(h.out + ":acc") / (sv * sa)
         e_v = -max(0, _exp_for(acc_int, lim(h.out, ACT_MAX)))
@@ -262,7 +258,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             out.scale = mx(h.out) / lim(h.out, ACT_MAX)
         else:
             out.scale = sv * sa * 2.0**(-e_v)
-        out.attrs["q"] = {"e_v": e_v, "s_v": sv, "s_a": sa}
+        out.q = QuantParams(e_v=e_v, s_v=sv, s_a=sa)
         head_params.append({"layer": h.layer, "head": h.head, "k_scale": sk, "q_scale": sq,
                             "v_scale": q.pop(h.v).scale, "kv_bits": h.kv_bits, "slot_shift": r,
                             "slot_shift2": r2, "v_read_exp": e_v})
@@ -273,7 +269,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             s.weights = np.zeros(s.weights.shape, np.int64)
             continue
         pre, post = q.pop(s.pre), q.pop(s.post)
-        tgt = post.attrs.get("q", {}).get("in_scale", post.scale)
+        tgt = _in_scale(post)
         M = s.weights * (pre.scale / tgt)
         s.weights, s.exp = quantise_matrix(M)
         approx = s.weights * 2.0**s.exp
@@ -287,12 +283,18 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
         err = float(np.max(np.abs(approx - M))) / max(float(np.max(np.abs(M))), 1e-30)
         mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 7)})
     for p in q.populations():
-        shift = p.attrs.get("q", {}).get("shift", 0)
+        shift = p.q.shift if p.q is not None else 0
         if p.bias is not None or shift:
-            tgt = p.attrs.get("q", {}).get("in_scale", p.scale)
+            tgt = _in_scale(p)
             b = np.zeros(p.size) if p.bias is None else np.asarray(p.bias)
             p.bias = np.round(b / tgt).astype(np.int64) + (2 ** (shift - 1) if shift else 0)
     return q, mats, head_params
+
+
+def _in_scale(p) -> float:
+    """Real value per unit of a population's current (its payload scale unless the neuron
+    rescales: rounding neurons, norms)."""
+    return p.q.in_scale if p.q is not None and p.q.in_scale is not None else p.scale
 
 
 def _accumulator_limits(q: NeuroGraph) -> dict[str, int]:
@@ -309,15 +311,15 @@ def _accumulator_limits(q: NeuroGraph) -> dict[str, int]:
 
 
 def _check_calibration(ng: NeuroGraph, x: np.ndarray) -> None:
-    io = ng.g.graph["io"]
+    io = ng.io
     x = np.asarray(x)
-    if io["input_kind"] == "tokens":
+    if io.input_kind == "tokens":
         if x.ndim != 2 or x.dtype.kind not in "iu":
             raise CompileError(f"calibration data must be token ids [batch, seq], got {x.dtype}{list(x.shape)}")
-        if x.size and (x.min() < 0 or x.max() >= io["vocab"]):
-            raise CompileError(f"calibration token ids must lie in [0, {io['vocab']})")
+        if x.size and (x.min() < 0 or x.max() >= io.vocab):
+            raise CompileError(f"calibration token ids must lie in [0, {io.vocab})")
     else:
-        n = ng.pop("input").size
+        n = ng.pop(io.input_pop).size
         if x.ndim != 3 or x.shape[-1] != n:
             raise CompileError(f"calibration data must be [batch, seq, {n}], got {list(x.shape)}")
         if not np.all(np.isfinite(x)):

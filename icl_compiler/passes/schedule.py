@@ -17,7 +17,7 @@ def schedule(ng: NeuroGraph) -> dict:
     tau, anchors = timing(ng)
     for name, d in tau.items():
         ng.pop(name).attrs["step"] = d
-    out = ng.g.graph["io"]["output_pop"]
+    out = ng.io.output_pop
     S = STEPS_PER_TOKEN if ng.heads else 1
     sched = {
         "steps_per_token": S,

@@ -10,9 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompileError
-from ..ir.neuro import NeuroGraph, verify_neuro
+from ..ir.neuro import NeuroGraph, ProgramIO, verify_neuro
+from ..semantics import neurons
 
-FORMAT = "icl-program/1"
+# v2: the typed neuromorphic IR (enumerations, quantiser parameters, norm parameters, declared
+# io and offcore).  v1 programs were written before it: load() refuses them and says to recompile.
+FORMAT = "icl-program/2"
+OLD_FORMATS = ("icl-program/1",)
 PROGRAM_FILES = ("program.json", "weights.npz")
 
 
@@ -27,8 +31,12 @@ class Program:
         return self.ng.precision
 
     @property
-    def io(self) -> dict:
-        return self.ng.g.graph["io"]
+    def io(self) -> ProgramIO:
+        return self.ng.io
+
+    @property
+    def fixed(self) -> bool:
+        return self.ng.precision == "fixed"
 
     @property
     def t_max(self) -> int | None:
@@ -38,16 +46,16 @@ class Program:
     # -- running --------------------------------------------------------------------------------
     def check_input(self, x) -> np.ndarray:
         x = np.asarray(x)
-        kind = self.io["input_kind"]
+        kind = self.io.input_kind
         if kind == "tokens":
             if x.ndim != 2 or x.dtype.kind not in "iu":
                 raise ValueError(f"expected token ids shaped [batch, seq] (integers), got "
                                  f"{x.dtype}{list(x.shape)}")
-            vocab = self.io.get("vocab")
+            vocab = self.io.vocab
             if vocab is not None and x.size and (x.min() < 0 or x.max() >= vocab):
                 raise ValueError(f"token ids must lie in [0, {vocab}), got [{x.min()}, {x.max()}]")
         else:
-            n = self.ng.pop("input").size
+            n = self.ng.pop(self.io.input_pop).size
             if x.ndim != 3 or x.shape[-1] != n:
                 raise ValueError(f"expected features shaped [batch, seq, {n}], got {list(x.shape)}")
             if not np.all(np.isfinite(x)):
@@ -68,24 +76,20 @@ class Program:
         """
         x = self.check_input(x)
         if backend == "numpy":
-            from ..backends.numpy.emulator import Emulator
+            from ..backends.numpy import run
 
-            emu = Emulator(self.ng)
-            y, stats = emu.run(x)
-            self.last_stats = stats
-            self.last_state = emu.last_state
-            return y if return_payload else emu.dequantise(y)
-        if backend == "lava":
+            y, self.last_stats, self.last_state = run(self.ng, x)
+        elif backend == "lava":
             from ..backends.lava import run_program
 
-            y, extra = run_program(self, x, **kw)
-            self.last_lava = extra
-            if return_payload:
-                return y
-            from ..backends.numpy.emulator import Emulator
+            y, self.last_lava = run_program(self, x, **kw)
+        else:
+            raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
+        return y if return_payload else self.dequantise(y)
 
-            return Emulator(self.ng).dequantise(y)
-        raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
+    def dequantise(self, y: np.ndarray) -> np.ndarray:
+        """Real values of raw outputs (integer payloads in fixed mode)."""
+        return neurons.dequantise(y, self.ng.pop(self.io.output_pop).scale, self.fixed)
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, *, force: bool = False,
@@ -110,8 +114,7 @@ class Program:
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
             desc, arrays = self.ng.to_dict()
-            doc = {"format": FORMAT, "neuro": desc, "io": self.io,
-                   "offcore": self.ng.g.graph.get("offcore", []), "report": self.report}
+            doc = {"format": FORMAT, "neuro": desc, "report": self.report}
             (tmp / "program.json").write_text(json.dumps(doc, indent=1, default=_json_default))
             np.savez_compressed(tmp / "weights.npz", **arrays)
             (tmp / "report.json").write_text(json.dumps(self.report, indent=1, default=_json_default))
@@ -142,9 +145,9 @@ class Program:
 
 
 def _is_program_file(path: Path) -> bool:
-    """A previous program is only what we wrote: program.json with our format tag."""
+    """A previous program is only what we wrote: program.json with one of our format tags."""
     try:
-        return json.loads(path.read_text()).get("format") == FORMAT
+        return json.loads(path.read_text()).get("format") in (FORMAT, *OLD_FORMATS)
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -169,12 +172,21 @@ def load(directory: str | os.PathLike) -> Program:
         raise CompileError(f"{d} holds no program (program.json missing)") from None
     except json.JSONDecodeError as e:
         raise CompileError(f"{d}/program.json is corrupt: {e}") from None
-    if doc.get("format") != FORMAT:
-        raise CompileError(f"{d}: unknown program format {doc.get('format')!r}")
-    with np.load(d / "weights.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    ng = NeuroGraph.from_dict(doc["neuro"], arrays)
-    ng.g.graph["io"] = doc["io"]
-    ng.g.graph["offcore"] = doc.get("offcore", [])
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt in OLD_FORMATS:
+        raise CompileError(f"{d} holds a program in the old format {fmt!r}; this version of "
+                           f"icl-compiler reads {FORMAT!r}",
+                           hint="recompile the model (icl-compile MODEL.onnx -o DIR)")
+    if fmt != FORMAT:
+        raise CompileError(f"{d}: unknown program format {fmt!r}")
+    try:
+        with np.load(d / "weights.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        ng = NeuroGraph.from_dict(doc["neuro"], arrays)
+    except FileNotFoundError:
+        raise CompileError(f"{d} holds no weights.npz next to program.json") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CompileError(f"{d}/program.json or weights.npz is corrupt "
+                           f"({type(e).__name__}: {e})", hint="recompile the model") from None
     verify_neuro(ng)
     return Program(ng, doc["report"])

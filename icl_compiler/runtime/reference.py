@@ -7,9 +7,9 @@ import numpy as np
 def random_inputs(prog, batch: int = 2, seq: int | None = None, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     T = seq or min(prog.t_max or 8, 16)
-    if prog.io["input_kind"] == "tokens":
-        return rng.integers(0, prog.io["vocab"], size=(batch, T)).astype(np.int64)
-    return rng.uniform(0, 1, size=(batch, T, prog.ng.pop("input").size)).astype(np.float32)
+    if prog.io.input_kind == "tokens":
+        return rng.integers(0, prog.io.vocab, size=(batch, T)).astype(np.int64)
+    return rng.uniform(0, 1, size=(batch, T, prog.ng.pop(prog.io.input_pop).size)).astype(np.float32)
 
 
 def onnxruntime_run(model, x: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from icl_compiler.backends.numpy.emulator import Emulator
+from icl_compiler.semantics.interpreter import Interpreter as Emulator
 from icl_compiler.ir.interpreter import run
 from icl_compiler.ir.neuro import verify_neuro
 from icl_compiler.ir.verify import verify

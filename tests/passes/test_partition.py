@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from icl_compiler.backends.numpy.emulator import Emulator
+from icl_compiler.semantics.interpreter import Interpreter as Emulator
 from icl_compiler.errors import CompileError
 from icl_compiler.ir.neuro import verify_neuro
 from icl_compiler.passes import partition as P

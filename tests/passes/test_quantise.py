@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from icl_compiler.backends.numpy.emulator import Emulator
+from icl_compiler.semantics.interpreter import Interpreter as Emulator
 from icl_compiler.semantics.fixed import RES_SCALE
 from icl_compiler.ir.neuro import NeuroVerifyError, verify_neuro
 from icl_compiler.passes.lower import lower

@@ -81,16 +81,15 @@ def __getattr__(name):  # LavaTimeoutError / LavaRunError live with the Lava imp
 
 def _source_data(prog, plan, x: np.ndarray, seqs: range) -> np.ndarray:
     """Input payloads of sequences ``seqs``, one column per Lava step ([n_in, len(seqs)·L])."""
-    from ..numpy.emulator import Emulator
+    from ...semantics.neurons import input_payload
 
-    emu = Emulator(prog.ng)
     T = x.shape[1]
     xs = x[list(seqs)]
     dtype = np.int64 if plan.fixed else np.float64
     data = np.zeros((plan.procs["source"].size, len(seqs) * plan.L), dtype)
     for t in range(T):
         for name, off, size in plan.inputs:
-            pay = emu.input_payload(prog.ng.pop(name), xs[:, t], t, len(xs))
+            pay = input_payload(prog.ng.pop(name), xs[:, t], t, plan.fixed)
             for j in range(len(xs)):
                 data[off:off + size, j * plan.L + plan.S * t] = pay[j]
     return data
@@ -101,7 +100,7 @@ def run_program(prog, x, *, timeout: float = 600.0, fresh_network: bool = False,
     """Run a batch through the program's Lava network.
 
     Returns ``(y, extra)``: ``y`` [B, T, n_out] raw outputs (int64 payloads in fixed mode, float64
-    in float mode — ``Emulator.dequantise`` converts them), and ``extra`` with the figures of the
+    in float mode — ``Program.dequantise`` converts them), and ``extra`` with the figures of the
     run: ``steps_per_token``, ``pipeline_depth``, ``steps_per_sequence``, ``steps`` (Lava steps
     run), ``processes`` (Lava processes = OS processes of the model; ``process_counts`` by
     kind; ``os_processes`` adds Lava's runtime service), ``weights`` ({K/V synapse name:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...ir.neuro import NeuroGraph
+from ...ir.neuro import NeuroGraph, QuantParams
 from ...semantics.timing import STEPS_PER_TOKEN, sequence_steps, timing
 from .units import MAX_HEADS
 
@@ -139,8 +139,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
                             f"{ng.syn(h.k_syn).exp} (the emulator reads K with exponent 0)")
     tau, anchors = timing(ng)
     S = STEPS_PER_TOKEN
-    io = ng.g.graph["io"]
-    out_pop = io["output_pop"]
+    out_pop = ng.io.output_pop
     depth = tau[out_pop]
     L = sequence_steps(T, depth, S)
     procs: dict[str, ProcSpec] = {}
@@ -218,14 +217,13 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
             loc_in[h.v] = (va_name, unit(vb, f"v{i}", "v", ng.pop(h.v), A + 1, None))
             procs[f"{name}.K"] = ProcSpec(f"{name}.K", "k_syn", h.t_max,
                                           params={"shape": (h.t_max, width), "weight_exp": 0})
-            sq = ng.pop(h.slots).attrs.get("q", {})
-            slot_heads.append({"size": h.t_max, "f": h.f, "r": int(sq.get("r", 0)),
-                               "r2": int(sq.get("r2", 0)),
+            sq = ng.pop(h.slots).q or QuantParams()
+            slot_heads.append({"size": h.t_max, "f": h.f, "r": int(sq.r), "r2": int(sq.r2),
                                "scale": 1.0 if fixed else float(h.scale), "onehot": 1,
                                "anchor": A, "tokens": T, "seq_len": L, "clear": True})
             rowsum = h.normalise == "rowsum"
-            oq = ng.pop(h.out).attrs.get("q", {})
-            v_exp = 0 if (rowsum or not fixed) else int(oq.get("e_v", 0))
+            oq = ng.pop(h.out).q or QuantParams()
+            v_exp = 0 if (rowsum or not fixed) else int(oq.e_v)
             vrows = 2 * dv if res else dv  # 16-bit V: high rows, then low rows
             procs[f"{name}.V"] = ProcSpec(f"{name}.V", "v_syn", vrows,
                                           params={"shape": (vrows, h.t_max), "weight_exp": v_exp})
@@ -237,7 +235,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
                 e0 = eb["out_size"]
                 du = unit(eb, h.out, "divide", ng.pop(h.out), A + 3, (e0, e0 + dv),
                           sizes={"acc": dv, "a": h.t_max},
-                          divide={"s_v": oq.get("s_v"), "s_a": oq.get("s_a"), "eps": h.eps,
+                          divide={"s_v": oq.s_v, "s_a": oq.s_a, "eps": h.eps,
                                   "scale": ng.pop(h.out).scale})
                 eb["out_size"] = e0 + dv
                 loc_out[h.out] = ("embedded", e0)

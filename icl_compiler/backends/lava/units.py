@@ -18,27 +18,19 @@ of the neuromorphic graph.  A :class:`Bank` holds a process's units and its inpu
   ``n − τ ≥ 0``, ``(n − τ) % S == 0`` and token ``(n − τ) // S < T``); its rows of the process's
   output are 0 in every other step.
 
-The value a unit computes is the emulator's, by calling the emulator's own functions
-(``rules.neuron``, ``rules._norm``, ``fixed.k_payload`` …) on the integrated current, so the Lava
-network and the NumPy emulator share one definition of every neuron model.
+The value a unit computes is the reference interpreter's, by calling the neuron models of the
+semantics layer (``semantics.neurons.neuron``, ``neurons.divide``, ``fixed.k_payload`` …) on the
+integrated current, so the Lava network and the NumPy backend share one definition of every
+neuron model (docs/semantics.md).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ...semantics import fixed
-from ..numpy import rules
-from ..numpy.emulator import RunStats
+from ...semantics import fixed, neurons
 
 
 MAX_HEADS = 16  # heads per KQNeuron / SlotNeuron / ValueNeuron process (numbered ports)
-
-
-class _Precision:
-    """The only part of a NeuroGraph that ``rules`` reads (``ng.precision``)."""
-
-    def __init__(self, precision: str):
-        self.precision = precision
 
 
 class Bank:
@@ -55,8 +47,6 @@ class Bank:
         self.spec = spec
         self.fixed = bool(spec["fixed"])
         self.dtype = np.int64 if self.fixed else np.float64
-        self.ng = _Precision("fixed" if self.fixed else "float")
-        self.stats = RunStats()
         self.S, self.T, self.L = int(spec["S"]), spec["T"], int(spec.get("L") or 0)
         depth = [0] * len(spec["ports"])
         for u in spec["units"]:
@@ -113,15 +103,17 @@ class Bank:
         kind = unit["kind"]
         pop = unit["pop"]
         if kind in ("graded", "graded_relu", "output", "k", "q", "v", "norm"):
-            val = rules.neuron(self.ng, pop, self.current(unit, time_step)[None], self.stats)[0]
+            val = neurons.neuron(pop, self.current(unit, time_step)[None], self.fixed)[0][0]
             if kind == "k" and self.fixed:
                 return fixed.k_payload(val, unit.get("residual", False))
             if kind == "q" and self.fixed:
                 return fixed.q_payload(val, unit.get("residual", False))
             return val
         if kind == "divide":
-            return divide(self.fixed, unit["divide"], self.operand(unit, "acc", time_step),
-                          self.operand(unit, "a", time_step))
+            p = unit["divide"]
+            return neurons.divide(self.operand(unit, "acc", time_step),
+                                  self.operand(unit, "a", time_step), self.fixed, p["eps"],
+                                  p["s_v"], p["s_a"], p["scale"])[0]
         raise ValueError(f"unit {unit['name']}: unknown kind {kind!r}")
 
     def step(self, time_step: int, inputs) -> dict[str, np.ndarray]:
@@ -140,15 +132,3 @@ class Bank:
             if u["out"] is not None and u["name"] in fired:
                 out[u["out"][0]:u["out"][1]] = fired[u["name"]]
         return out
-
-
-def divide(is_fixed: bool, p: dict, acc: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Row-sum normalisation on an embedded core: exactly ``rules.v_read``'s rowsum branch.
-
-    ``acc`` = the V synapses' accumulator V·a (int32-wrapped in fixed point, as Lava delivers
-    it), ``a`` = the slot outputs of the same token.
-    """
-    if not is_fixed:
-        return acc / (a.sum(-1, keepdims=True) + p["eps"])
-    out = rules.rowsum_divide(fixed.wrap32(acc), a, p["s_v"], p["s_a"], p["eps"], p["scale"])
-    return np.clip(out, -rules.PAYLOAD_MAX - 1, rules.PAYLOAD_MAX)

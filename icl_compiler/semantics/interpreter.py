@@ -1,9 +1,12 @@
-"""NumPy emulator of the neuromorphic graph, token by token, batched over sequences.
+"""The reference interpreter of the neuromorphic IR: token by token, batched over sequences.
 
 It runs the *neuromorphic* graph (not the tensor IR): populations in static order, synapse
 groups as matrix products, and each attention head's K/V held in per-sequence plastic weight
-arrays that only the learning rules write (``rules``).  Float mode uses float64; fixed mode uses
-the exact integer primitives of :mod:`.fixed` (Lava 0.10 ``fixed_pt`` semantics, DESIGN §5).
+arrays that only the learning rules write.  Float mode uses float64; fixed mode uses the exact
+integer primitives of :mod:`.fixed` (Lava 0.10 ``fixed_pt``; the contract is docs/semantics.md).
+The neuron arithmetic is :mod:`.neurons`; this module adds the evaluation order, the plastic
+state and the counts of :class:`RunStats`.  The NumPy backend is this interpreter; the quantiser
+calibrates with it (``record``).
 """
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...ir.neuro import HeadSpec, NeuroGraph
-from . import rules
+from ..ir.neuro import HeadSpec, Lowering, NeuroGraph, NeuronModel, Role
+from . import neurons
 
 
 @dataclass
@@ -28,20 +31,21 @@ class RunStats:
             self.saturations[what] = self.saturations.get(what, 0) + int(n)
 
 
-class Emulator:
+class Interpreter:
+    """Runs a :class:`NeuroGraph` on a batch of sequences (``run``), one token at a time."""
+
     def __init__(self, ng: NeuroGraph):
         self.ng = ng
         self.fixed = ng.precision == "fixed"
         self.order = ng.static_order()
         self.heads_by_out = {h.out: h for h in ng.heads}
-        self.head_pops = {p for h in ng.heads for p in (h.slots,)}
-        io = ng.g.graph["io"]
-        self.io = io
-        self.static_in: dict[str, list] = {}
-        for name in self.order:
-            self.static_in[name] = [s for s in ng.incoming(name) if s.role == "static"]
-        self.dtype = np.int64 if self.fixed else np.float64
+        self.head_pops = {h.slots for h in ng.heads}
+        self.io = ng.io
+        self.static_in = {name: [s for s in ng.incoming(name) if s.role == Role.STATIC]
+                          for name in self.order}
+        self.dtype = neurons.dtype(self.fixed)
         self.record: dict[str, float] | None = None  # calibration: max |value| per probe
+        self.last_state: dict[str, np.ndarray] = {}
 
     def _rec(self, key: str, arr: np.ndarray) -> None:
         if self.record is not None and arr.size:
@@ -52,19 +56,20 @@ class Emulator:
         """Plastic weights of every head, zero at the start of each sequence."""
         st = {}
         for h in self.ng.heads:
-            st[h.k_syn] = rules.k_init(self.ng, h, batch)
-            st[h.v_syn] = rules.v_init(self.ng, h, batch)
+            d, dv = self.ng.pop(h.k).size, self.ng.pop(h.v).size
+            st[h.k_syn] = neurons.k_init(h, d, dv, batch, self.fixed)
+            st[h.v_syn] = neurons.v_init(h, dv, batch, self.fixed)
         return st
 
     # -- one token -----------------------------------------------------------------------------
     def step(self, x_t: np.ndarray, t: int, state: dict, stats: RunStats) -> np.ndarray:
-        ng = self.ng
+        ng, fixed = self.ng, self.fixed
         B = x_t.shape[0]
         vals: dict[str, np.ndarray] = {}
         for name in self.order:
             pop = ng.pop(name)
-            if pop.model == "input":
-                vals[name] = self.input_payload(pop, x_t, t, B)
+            if pop.model == NeuronModel.INPUT:
+                vals[name] = neurons.input_payload(pop, x_t, t, fixed)
                 self._rec(name, vals[name])
                 continue
             if name in self.heads_by_out:
@@ -75,49 +80,50 @@ class Emulator:
                 continue  # slots are evaluated inside their head
             cur = np.zeros((B, pop.size), self.dtype)
             for s in self.static_in[name]:
-                cur += rules.dense(ng, s, vals[s.pre], stats)
+                pre = vals[s.pre]
+                stats.synaptic_ops += int(np.count_nonzero(pre)) * s.weights.shape[0]
+                cur += neurons.dense(s, pre, fixed)
             if pop.bias is not None:
                 cur += pop.bias.astype(self.dtype)
             self._rec(name + ":current", cur)
-            vals[name] = rules.neuron(ng, pop, cur, stats)
+            vals[name], sat = neurons.neuron(pop, cur, fixed)
+            stats.saturate(f"payload:{name}", sat)
             stats.spikes += int(np.count_nonzero(vals[name]))
             self._rec(name, vals[name])
-        return vals[self.io["output_pop"]]
-
-    def input_payload(self, pop, x_t, t, B) -> np.ndarray:
-        enc = pop.attrs.get("encoding")
-        if enc == "one_hot":
-            ids = x_t.astype(np.int64)
-            if ids.min() < 0 or ids.max() >= pop.size:
-                raise ValueError(f"token id out of range [0, {pop.size})")
-            out = np.zeros((B, pop.size), self.dtype)
-            out[np.arange(B), ids] = rules.one_hot_payload(self.ng, pop)
-            return out
-        if enc == "position":
-            out = np.zeros((B, pop.size), self.dtype)
-            out[:, t] = rules.one_hot_payload(self.ng, pop)
-            return out
-        return rules.encode_input(self.ng, pop, x_t)
+        return vals[self.io.output_pop]
 
     def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats) -> np.ndarray:
-        ng = self.ng
-        if h.lowering == "fast_weight":  # float only: W += v kᵀ, read W q (DESIGN §4)
-            W = state[h.k_syn] + np.einsum("bv,bk->bvk", vals[h.v], vals[h.k])
+        ng, fixed = self.ng, self.fixed
+        if h.lowering == Lowering.FAST_WEIGHT:  # float only (docs/semantics.md §6)
+            W, out = neurons.fast_weight(h, state[h.k_syn], vals[h.k], vals[h.v], vals[h.q])
             state[h.k_syn] = W
             stats.learning_updates += W[0].size
             stats.synaptic_ops += W[0].size
-            return np.einsum("bvk,bk->bv", W, vals[h.q]) * h.scale
-        K, V = state[h.k_syn], state[h.v_syn]
-        state[h.k_syn] = K = rules.k_write(ng, h, K, vals[h.k], t, stats)
-        state[h.v_syn] = V = rules.v_write(ng, h, V, vals[h.v], t, stats)
-        scores = rules.k_read(ng, h, K, vals[h.q], stats)
-        a = rules.slots(ng, h, scores, stats)
+            return out
+        k, q, v = vals[h.k], vals[h.q], vals[h.v]
+        stats.learning_updates += k.shape[-1] * (2 if fixed else 1)
+        K, sat = neurons.k_write(h, state[h.k_syn], k, t, fixed)
+        state[h.k_syn] = K
+        stats.saturate(f"k:{h.k}", sat)
+        stats.learning_updates += v.shape[-1]
+        V, sat = neurons.v_write(h, state[h.v_syn], v, t, fixed)
+        state[h.v_syn] = V
+        stats.saturate(f"v:{h.v}", sat)
+        stats.synaptic_ops += int(np.count_nonzero(q)) * h.t_max
+        scores = neurons.k_read(h, K, q, fixed)
+        a, sat = neurons.slots(h, ng.pop(h.slots).q, scores, fixed)
+        stats.saturate(f"slots:{h.slots}", sat)
+        if fixed:
+            stats.spikes += int(np.count_nonzero(a))
         vals[h.slots] = a
-        self._rec(h.slots + ":score", scores * h.scale if not self.fixed else scores)
+        self._rec(h.slots + ":score", scores * h.scale if not fixed else scores)
         self._rec(h.slots, a)
-        if self.record is not None and not self.fixed:
+        if self.record is not None and not fixed:
             self._rec(h.out + ":acc", np.einsum("bvt,bt->bv", V, a))
-        return rules.v_read(ng, h, V, a, stats)
+        stats.synaptic_ops += int(np.count_nonzero(a)) * V.shape[1]
+        out, sat = neurons.value_read(h, ng.pop(h.out), V, a, fixed)
+        stats.saturate(f"payload:{h.out}", sat)
+        return out
 
     # -- whole batch -------------------------------------------------------------------------------
     def run(self, x: np.ndarray, stats: RunStats | None = None) -> tuple[np.ndarray, RunStats]:
@@ -125,7 +131,7 @@ class Emulator:
         stats = stats or RunStats()
         B, T = x.shape[0], x.shape[1]
         state = self.fresh_state(B)
-        out_pop = self.ng.pop(self.io["output_pop"])
+        out_pop = self.ng.pop(self.io.output_pop)
         y = np.zeros((B, T, out_pop.size), self.dtype)
         for t in range(T):
             y[:, t] = self.step(x[:, t], t, state, stats)
@@ -134,5 +140,4 @@ class Emulator:
         return y, stats
 
     def dequantise(self, y: np.ndarray) -> np.ndarray:
-        out_pop = self.ng.pop(self.io["output_pop"])
-        return rules.dequantise(self.ng, out_pop, y)
+        return neurons.dequantise(y, self.ng.pop(self.io.output_pop).scale, self.fixed)
