@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .compiler import STAGES
 from .errors import CompileError, OptionError
+from .options import LOWERINGS, PRECISIONS, WEIGHT_BITS, CompileOptions, positive_number
 
 EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "written atomically, holds report.json and the program")
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty output directory that holds no previous program")
-    p.add_argument("--precision", choices=("float", "fixed"), default="float",
+    p.add_argument("--precision", choices=PRECISIONS, default="float",
                    help="float: exact (float64); fixed: Loihi 2 integers (default: float)")
     p.add_argument("--backend", choices=("numpy", "lava"), default="numpy",
                    help="backend for --run and --verify (default: numpy)")
@@ -60,15 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative tolerance for --verify (default: float 1e-4, fixed 0.05)")
     p.add_argument("--max-context", type=int, metavar="N",
                    help="context capacity T_max (needed when the sequence axis is dynamic)")
-    p.add_argument("--lowering", choices=("auto", "kv_slot", "fast_weight"), default="auto",
+    p.add_argument("--lowering", choices=LOWERINGS, default="auto",
                    help="attention lowering (auto picks kv_slot; fast_weight is float-only)")
     p.add_argument("--target", choices=("loihi2",), default="loihi2", help="hardware target")
     p.add_argument("--system", choices=("oheo-gulch", "kapoho-point", "hala-point"),
                    help="Loihi 2 system (sets the chip count)")
     p.add_argument("--chips", type=int, metavar="N", help="number of chips available")
     p.add_argument("--cores-per-chip", type=int, metavar="N", help="override neuro cores per chip")
-    p.add_argument("--weight-bits", type=weight_bits_arg, choices=("auto", 8, 16),
-                   default="auto",
+    p.add_argument("--weight-bits", type=weight_bits_arg, choices=WEIGHT_BITS, default="auto",
                    help="fixed mode: 8 = one int8 mantissa per weight and one int8 plastic synapse "
                         "per K/V entry; 16 = a second int8 synapse group holds each matrix's "
                         "residual and K/V get a low half too (2x synapse memory, ~100x smaller "
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for 8-bit weights (default: 0.05)")
     p.add_argument("--strict", action="store_true",
                    help="fixed mode: any saturation on the calibration data is an error")
-    p.add_argument("--dump-ir", metavar="PASS", help="print the IR after pass PASS")
+    p.add_argument("--dump-ir", metavar="PASS", help="print the IR after pass PASS, one of: "
+                   + ", ".join(p.name for p in STAGES)
+                   + " (load prints the ONNX model, lower … partition the neuromorphic graph)")
     p.add_argument("--verify-ir", action="store_true", help="run the IR verifier after every pass")
     p.add_argument("--report", action="store_true", help="print report.json to stdout")
     p.add_argument("--timeout", type=float, default=600.0,
@@ -113,12 +116,6 @@ class _RunFailed(Exception):
     """The program compiled but running it failed (Lava timeout or crash): exit 1."""
 
 
-def _target(args) -> dict | None:
-    t = {k: v for k, v in (("system", args.system), ("chips", args.chips),
-                           ("cores_per_chip", args.cores_per_chip)) if v is not None}
-    return t or None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -144,21 +141,20 @@ def _main(args) -> int:
     from . import compile as icl_compile
     from .runtime.report import format_report
 
-    for name in ("max_context", "chips", "cores_per_chip"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise _Usage(f"--{name.replace('_', '-')} must be a positive integer")
+    try:
+        options = CompileOptions.from_cli(args)
+        for name in ("tolerance", "timeout"):
+            if getattr(args, name) is not None:
+                positive_number(f"--{name}", getattr(args, name))
+    except OptionError as e:
+        raise _Usage(str(e)) from None
     calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else None
     xrun = _load_npy(args.run, "--run") if args.run else None
     if args.precision == "float" and calib is not None:
         print("note: --calibrate only matters with --precision fixed", file=sys.stderr)
     try:
-        prog = icl_compile(args.model, precision=args.precision, calibration=calib,
-                           max_context=args.max_context, lowering=args.lowering,
-                           verify_ir=args.verify_ir, dump_after=args.dump_ir,
-                           dump=lambda text: print(text), strict=args.strict,
-                           target=_target(args), weight_bits=args.weight_bits,
-                           error_target=args.error_target)
+        prog = icl_compile(args.model, calibration=calib, dump=lambda text: print(text),
+                           options=options)
     except OptionError as e:
         raise _Usage(str(e)) from None
     print(format_report(prog.report), flush=True)

@@ -42,6 +42,7 @@ from ..ir.graph import Graph, Node
 from ..ir.interpreter import run as interpret
 from ..ir.ops import F_FUNCS, with_defaults
 from ..ir.symbolic import has_sym, is_sym, resolve
+from .base import PassContext
 from .heads import merge_linears
 from .pattern import Match, Pattern, Var, alt, op
 from .util import (
@@ -491,9 +492,7 @@ def _rewrite(g: Graph, members: list[Attn], target: str, layer: int, ctx) -> Non
         add_op(g, "PlasticAttention", [q, k, v], attrs, out=target, onnx_name=name)
 
 
-def run(g: Graph, ctx=None) -> str:
-    from .manager import PassContext
-
+def run(g: Graph, ctx: PassContext | None = None) -> str:
     ctx = ctx or PassContext()
     atts = _find(g, ctx)
     if not atts:

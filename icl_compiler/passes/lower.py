@@ -21,7 +21,7 @@ the result passes ``verify_neuro``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -30,7 +30,9 @@ from ..ir.graph import Graph, Node
 from ..ir.neuro import (Encoding, HeadSpec, Lowering, NeuroGraph, NeuronModel, NormParams,
                         OffcoreOp, Placement, ProgramIO, Role)
 from ..ir.symbolic import is_sym
-from ..semantics.neurons import K_WRITE_RULE, V_WRITE_RULE
+from ..semantics.neurons import K_WRITE_RULE, V_WRITE_RULE, encodings
+from .attention import attention_report
+from .base import Module, Pass, PassContext
 
 
 @dataclass
@@ -372,3 +374,32 @@ def _add(a, b):
 def lower(graph: Graph, precision: str = "float") -> NeuroGraph:
     """Lower to a float neuromorphic graph; ``precision`` is the final one (for checks)."""
     return Lowerer(graph, precision).run()
+
+
+AUTO_REASON = ("auto: kv_slot (exact in Loihi fixed point; fast_weight would need 9-bit weights "
+               "to accumulate v·kᵀ)")
+
+
+def _run(m: Module, ctx: PassContext) -> str:
+    """The pipeline's ``lower``: the neuromorphic graph, and the report's ``attention`` (one entry
+    per head: the attention pass's findings, the lowering and the encodings) and ``offcore``."""
+    attention = attention_report(m.tensor)
+    if not attention:
+        raise CompileError("no causal softmax-free attention was found; the compiler maps "
+                           "attention to plastic synapses, so a model without attention has "
+                           "nothing to learn in context")
+    ctx.report.setdefault("model", {})["ir_ops"] = m.tensor.op_counts()
+    ng = m.neuro = lower(m.tensor, ctx.precision)
+    heads = {(h.layer, h.head): h for h in ng.heads}
+    for entry in attention:
+        if entry["lowering"] == "auto":
+            entry["lowering"] = "kv_slot"
+            entry["lowering_reason"] = AUTO_REASON
+        entry["encodings"] = encodings(heads[entry["layer"], entry["head"]])
+    ctx.report["attention"] = attention
+    ctx.report["offcore"] = [asdict(o) for o in ng.offcore]
+    return (f"{len(ng.populations())} populations, {len(ng.synapses())} synapse groups, "
+            f"{len(ng.heads)} plastic heads")
+
+
+PASS = Pass("lower", ir="tensor", produces="neuro", requires=("attention",), run=_run)

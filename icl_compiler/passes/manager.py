@@ -1,8 +1,9 @@
-"""Pass manager: the registry of tensor-IR passes and THE default pipeline.
+"""Pass manager: the registry of passes and THE pipeline, over both IRs.
 
-Every pass is a function ``run(graph, ctx) -> str`` that rewrites the graph in place and returns
-a one-line summary of what it changed.  :data:`PASSES` is the registry (name → function) and
-:data:`DEFAULT_PIPELINE` the order the compiler runs them in:
+:data:`PIPELINE` is the order the compiler runs the passes in (after the frontend's ``load`` and
+``import``, see ``compiler.py``), each a :class:`~.base.Pass` that states the IR it acts on:
+
+tensor IR (each rewrites the graph in place; ``run(graph, ctx) -> summary`` in its module)
 
 1. ``fold_constants``   constant folding + dead-code elimination
 2. ``remove_noops``     Identity, same-type Cast, same-shape Reshape, Transpose∘Transpose
@@ -12,16 +13,24 @@ a one-line summary of what it changed.  :data:`PASSES` is the registry (name →
 6. ``head_layout``      head split/merge → SplitHeads/MergeHeads; fused qkv Split and
                         per-head projections → Linears
 7. ``attention``        causal softmax-free attention → one PlasticAttention per layer
+
+tensor IR → neuromorphic IR, then neuromorphic IR
+
+8. ``lower``            populations, synapse groups, plastic heads (writes ``attention``,
+                        ``offcore``)
+9. ``quantise``         fixed mode only: int8 weights, payload scales (writes ``quantisation``)
+10. ``schedule``        the token schedule (writes ``schedule``)
+11. ``partition``       cores and chips (writes ``resources``)
+
+:data:`PASSES` maps every name to its pass.  :data:`DEFAULT_PIPELINE` (= :data:`PASS_NAMES`)
+names the tensor part, which :func:`run_pipeline` runs on a tensor graph by default (tests and
+tools); the loop itself is :func:`~.base.run_passes`.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..ir.graph import Graph
-from ..ir.printer import to_text
-from ..ir.verify import IRVerifyError, verify
 from . import (
     attention,
     fold_constants,
@@ -29,81 +38,66 @@ from . import (
     fuse_linear,
     fuse_rmsnorm,
     heads,
+    lower,
+    partition,
+    quantise,
     remove_noops,
+    schedule,
+)
+from .base import Module, Pass, PassContext, run_passes, tensor_pass, verify_result
+
+__all__ = ["PIPELINE", "PASSES", "DEFAULT_PIPELINE", "PASS_NAMES", "PassContext", "run_pass",
+           "run_pipeline"]
+
+PIPELINE: tuple[Pass, ...] = (
+    tensor_pass("fold_constants", fold_constants.run),
+    tensor_pass("remove_noops", remove_noops.run),
+    tensor_pass("fuse_linear", fuse_linear.run),
+    tensor_pass("fuse_layernorm", fuse_layernorm.run),
+    tensor_pass("fuse_rmsnorm", fuse_rmsnorm.run),
+    tensor_pass("head_layout", heads.run),
+    tensor_pass("attention", attention.run),
+    lower.PASS,
+    quantise.PASS,
+    schedule.PASS,
+    partition.PASS,
 )
 
-
-@dataclass
-class PassContext:
-    max_context: int | None = None  # T_max (context capacity), else inferred from the model
-    lowering: str = "auto"  # "auto" | "kv_slot" | "fast_weight"
-    precision: str = "float"  # "float" | "fixed"
-
-
-PassFn = Callable[[Graph, PassContext], str]
-
-PASSES: dict[str, PassFn] = {
-    "fold_constants": fold_constants.run,
-    "remove_noops": remove_noops.run,
-    "fuse_linear": fuse_linear.run,
-    "fuse_layernorm": fuse_layernorm.run,
-    "fuse_rmsnorm": fuse_rmsnorm.run,
-    "head_layout": heads.run,
-    "attention": attention.run,
-}
-
-DEFAULT_PIPELINE: tuple[str, ...] = (
-    "fold_constants",
-    "remove_noops",
-    "fuse_linear",
-    "fuse_layernorm",
-    "fuse_rmsnorm",
-    "head_layout",
-    "attention",
-)
+PASSES: dict[str, Pass | Callable[[Graph, PassContext], str]] = {p.name: p for p in PIPELINE}
+DEFAULT_PIPELINE: tuple[str, ...] = tuple(p.name for p in PIPELINE if p.ir == p.result == "tensor")
 PASS_NAMES: tuple[str, ...] = DEFAULT_PIPELINE
+
+
+def _get(name: str) -> Pass:
+    p = PASSES[name]
+    return p if isinstance(p, Pass) else tensor_pass(name, p)  # a plain function is a tensor pass
 
 
 def run_pass(name: str, graph: Graph, ctx: PassContext | None = None, *,
              verify_after: bool = True) -> str:
-    """Run one registered pass (for tests and tools); verifies the IR afterwards by default."""
-    summary = PASSES[name](graph, ctx or PassContext())
+    """Run one registered tensor pass on ``graph`` in place (for tests and tools); verifies the
+    IR afterwards by default."""
+    p = _get(name)
+    module = Module(tensor=graph)
+    summary = p.run(module, ctx or PassContext())
     if verify_after:
-        _verify(graph, name)
+        verify_result(p, module, tensor=True)
     return summary
-
-
-def _verify(graph: Graph, name: str) -> None:
-    try:
-        verify(graph)
-    except IRVerifyError as e:
-        raise IRVerifyError(f"after pass {name!r}: {e.reason}") from e
 
 
 def run_pipeline(graph: Graph, ctx: PassContext | None = None, *, verify_each: bool = False,
                  dump_after: str | None = None, dump: Callable[[str], None] | None = None,
                  pipeline: tuple[str, ...] | list[str] | None = None) -> list[dict]:
-    """Run the default pipeline (or ``pipeline``) on ``graph`` in place.
+    """Run the tensor passes of the pipeline (or the passes named in ``pipeline``) on ``graph``
+    in place.
 
     Returns one ``{"name", "seconds", "summary"}`` per pass.  ``verify_each`` runs the IR
     verifier after every pass; ``dump_after=NAME`` calls ``dump(text)`` (default: print) with
     the printed IR after that pass.  An unknown pass name is a ValueError listing the names.
     """
-    ctx = ctx or PassContext()
     names = tuple(pipeline) if pipeline is not None else DEFAULT_PIPELINE
     unknown = [n for n in names if n not in PASSES]
-    if dump_after is not None and dump_after not in names:
-        unknown.append(dump_after)
     if unknown:
         raise ValueError(f"unknown pass name(s) {unknown}; the passes are: {', '.join(names)}")
-    report = []
-    for name in names:
-        t0 = time.perf_counter()
-        summary = PASSES[name](graph, ctx)
-        seconds = time.perf_counter() - t0
-        if verify_each:
-            _verify(graph, name)
-        report.append({"name": name, "seconds": round(seconds, 4), "summary": summary})
-        if name == dump_after:
-            (dump or print)(to_text(graph))
-    return report
+    return run_passes(Module(tensor=graph), [_get(n) for n in names], ctx or PassContext(),
+                      verify_each=verify_each, dump_after=dump_after, dump=dump)

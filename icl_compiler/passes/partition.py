@@ -144,6 +144,7 @@ from ..errors import CompileError
 from ..ir.neuro import NeuroGraph, Population, QuantParams, SynapseGroup, verify_neuro
 from ..targets import loihi2 as L2
 from ..targets.loihi2 import Target, as_target
+from .base import Module, Pass, PassContext
 
 # -- cost model -------------------------------------------------------------------------------------
 
@@ -1193,3 +1194,12 @@ def write_partition_picture(res: dict, path) -> None:
                f'{res["host_ops_per_token"]}</text>')
     out.append("</svg>")
     Path(path).write_text("\n".join(out))
+
+
+def _run(m: Module, ctx: PassContext) -> str:
+    res = ctx.report["resources"] = partition(m.neuro, ctx.target)
+    return (f"{res['cores_used']} cores on {res['chips_used']} chip(s) "
+            f"(lower bound {res['cores_lower_bound']})")
+
+
+PASS = Pass("partition", ir="neuro", requires=("lower",), run=_run)

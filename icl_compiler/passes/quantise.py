@@ -39,21 +39,22 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.neuro import Lowering, NeuroGraph, NeuronModel, QuantParams, SynapseGroup
-from ..semantics.fixed import RES_SCALE
+from ..options import ERROR_TARGET, positive_number, valid_weight_bits
+from ..semantics.fixed import DENSE_SUM_LIMIT, K_RANGE, MANTISSA_MAX, PAYLOAD_BITS, RES_SCALE
 from ..semantics.interpreter import Interpreter
+from ..semantics.neurons import encodings
+from .base import Module, Pass, PassContext
 
-ACT_BITS = 22  # magnitude bits of a graded payload at most (24-bit payloads: 1 bit headroom),
+ACT_BITS = PAYLOAD_BITS - 2  # magnitude bits of a graded payload at most (22: one bit of headroom),
 # lowered per population so that every int32 synaptic accumulator stays exact
 ACT_MAX = 2**ACT_BITS - 1
-KV_MAX = 127  # plastic K/V range (DESIGN §4)
+KV_MAX = K_RANGE[1]  # plastic K/V range: k ∈ [-127, 127], v ∈ [-128, 127] used as ±127
 KV_TARGET = 126  # calibrated max maps here: 1 LSB of headroom for weight rounding
-ACC_LIMIT = 2**30  # int32 synaptic accumulators (Lava wraps at 2^31): keep a factor 2 margin
+ACC_LIMIT = DENSE_SUM_LIMIT  # int32 synaptic accumulators (Lava sums 2m·s, wraps at 2^31)
 ROUND_BITS = 8  # extra current bits of the 8-bit k/q/v populations, rounded away by the neuron
 ONE_HOT = 127  # payload of a one-hot token / position spike
-MANT_MAX = 127
+MANT_MAX = MANTISSA_MAX  # symmetric int8 mantissas [-127, 127]
 DEFAULT_CALIBRATION = 16
-WEIGHT_BITS = (8, 16, "auto")
-ERROR_TARGET = 0.05  # auto weight bits: largest output error of 8-bit on the calibration data
 DEFAULT_FEATURE_RANGE = (0.0, 1.0)
 
 
@@ -101,7 +102,13 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
              error_target: float = ERROR_TARGET) -> tuple[NeuroGraph, dict]:
     """Quantise the float graph (see the module docstring).  ``weight_bits``: 8, 16, or "auto"
     (8 unless the 8-bit program's output error on the calibration data exceeds
-    ``error_target``, then 16)."""
+    ``error_target``, then 16).  The options are checked by the rules of ``options.py``."""
+    return _quantise(ng, calibration, strict=strict, weight_bits=valid_weight_bits(weight_bits),
+                     error_target=positive_number("error_target", error_target))
+
+
+def _quantise(ng: NeuroGraph, calibration: np.ndarray | None, *, strict: bool,
+              weight_bits: int | str, error_target: float) -> tuple[NeuroGraph, dict]:
     if ng.precision != "float":
         raise ValueError("quantise expects the float graph")
     source = "calibration data"
@@ -126,10 +133,6 @@ def quantise(ng: NeuroGraph, calibration: np.ndarray | None = None, *,
         if not np.isfinite(v):
             raise CompileError(f"calibration produced a non-finite value in {name}; check the "
                                "weights and the calibration data")
-    if weight_bits not in WEIGHT_BITS:
-        raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}")
-    if not 0 < error_target:
-        raise ValueError("error_target must be positive")
     errors: dict[int, float] = {}
     for bits in ((8, 16) if weight_bits == "auto" else (weight_bits,)):
         # pass 1 with the default payload limits; pass 2 with each population's limit lowered
@@ -313,6 +316,8 @@ def _accumulator_limits(q: NeuroGraph) -> dict[str, int]:
 def _check_calibration(ng: NeuroGraph, x: np.ndarray) -> None:
     io = ng.io
     x = np.asarray(x)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise CompileError("calibration data contains NaN or inf")
     if io.input_kind == "tokens":
         if x.ndim != 2 or x.dtype.kind not in "iu":
             raise CompileError(f"calibration data must be token ids [batch, seq], got {x.dtype}{list(x.shape)}")
@@ -329,3 +334,19 @@ def _check_calibration(ng: NeuroGraph, x: np.ndarray) -> None:
     cap = min((h.t_max for h in ng.heads), default=None)
     if cap is not None and x.shape[1] > cap:
         raise CompileError(f"calibration sequences ({x.shape[1]} tokens) exceed T_max = {cap}")
+
+
+def _run(m: Module, ctx: PassContext) -> str:
+    """The pipeline's ``quantise`` (fixed mode): the fixed-point graph, the report's
+    ``quantisation`` section and the 16-bit heads' encodings in ``attention``."""
+    m.neuro, report = _quantise(m.neuro, ctx.calibration, strict=ctx.strict,
+                                weight_bits=ctx.weight_bits, error_target=ctx.error_target)
+    heads = {(h.layer, h.head): h for h in m.neuro.heads}
+    for entry in ctx.report.get("attention", []):
+        entry["encodings"] = encodings(heads[entry["layer"], entry["head"]])
+    ctx.report["quantisation"] = report
+    return report["summary"]
+
+
+PASS = Pass("quantise", ir="neuro", requires=("lower",), run=_run,
+            enabled=lambda ctx: ctx.precision == "fixed", condition="with precision fixed")

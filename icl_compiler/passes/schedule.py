@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..ir.neuro import NeuroGraph
 from ..semantics.timing import STEPS_PER_TOKEN, timing
+from .base import Module, Pass, PassContext
 
 
 def schedule(ng: NeuroGraph) -> dict:
@@ -32,3 +33,11 @@ def schedule(ng: NeuroGraph) -> dict:
     }
     ng.g.graph["schedule"] = sched
     return sched
+
+
+def _run(m: Module, ctx: PassContext) -> str:
+    s = ctx.report["schedule"] = schedule(m.neuro)
+    return f"{s['steps_per_token']} steps per token, pipeline depth {s['pipeline_depth']}"
+
+
+PASS = Pass("schedule", ir="neuro", requires=("lower",), run=_run)

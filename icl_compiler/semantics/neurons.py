@@ -37,6 +37,24 @@ V_WRITE_RULE = LearningRule(
 )
 
 
+# How each head's K/V are held, as the report's ``attention[].encodings`` states it.
+ENCODINGS = {
+    "kv_slot/8": {"K": "sign_split [2·max(k,0), 2·max(−k,0)] / read [q, −q]",
+                  "V": "signed third factor y1 = v"},
+    "kv_slot/16": {
+        "K": "k = hi·2^7 + lo: [2·max(hi,0), 2·max(−hi,0), 2·lo] / read [q, −q, q >> 7]",
+        "V": "v = hi·2^7 + lo: third factors y1 = [hi, lo] on high and low value neurons, "
+             "output high + (low >> 7)"},
+    "fast_weight": {"W": "fast weight W += v·kᵀ (float)"},
+}
+
+
+def encodings(h: HeadSpec) -> dict[str, str]:
+    if h.lowering == Lowering.FAST_WEIGHT:
+        return dict(ENCODINGS["fast_weight"])
+    return dict(ENCODINGS[f"kv_slot/{h.kv_bits}"])
+
+
 def dtype(fixed: bool):
     return np.int64 if fixed else np.float64
 

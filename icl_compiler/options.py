@@ -1,0 +1,105 @@
+"""Compile options, validated once: from Python keyword arguments and from the CLI.
+
+:class:`CompileOptions` is the one place that checks what a compile may be asked for;
+``compile()`` builds it from its keyword arguments (:meth:`CompileOptions.from_kwargs`), the CLI
+from its parsed arguments (:meth:`CompileOptions.from_cli`), and every pass reads the validated
+values (through :class:`~icl_compiler.passes.base.PassContext`).  A bad value is an
+:class:`~icl_compiler.errors.OptionError` (a ValueError; the CLI exits 2 with its one-line
+message).  The allowed values of each choice are defined here too, so the CLI's ``choices`` and
+the checks cannot disagree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, Literal
+
+from .errors import OptionError
+from .targets.loihi2 import Target, as_target
+
+PRECISIONS = ("float", "fixed")
+LOWERINGS = ("auto", "kv_slot", "fast_weight")
+WEIGHT_BITS = (8, 16, "auto")
+ERROR_TARGET = 0.05  # auto weight bits: the largest output error of 8-bit on the calibration data
+
+
+def choice(name: str, value, allowed: tuple):
+    if isinstance(value, bool) or value not in allowed:
+        raise OptionError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def positive_int(name: str, value, *, optional: bool = True) -> int | None:
+    """A positive integer (an integral float such as 16.0 is accepted), or None if optional."""
+    if value is None and optional:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value) \
+        and int(value) == value and value >= 1
+    if not ok:
+        raise OptionError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_number(name: str, value) -> float:
+    """A positive finite number (NaN, inf, zero, negatives and booleans are refused)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < math.inf:
+        raise OptionError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def valid_weight_bits(value) -> int | str:
+    """8, 16 or "auto" (numpy integers are accepted)."""
+    if isinstance(value, bool) or not (value == "auto" or (isinstance(value, Integral)
+                                                           and value in (8, 16))):
+        raise OptionError(f"weight_bits must be 8, 16 or 'auto', got {value!r}")
+    return value if value == "auto" else int(value)
+
+
+def valid_target(value) -> Target:
+    """The hardware target: None (one Loihi 2 chip), a Target, or a dict of
+    ``targets.loihi2.get_target`` keywords (system, chips, cores_per_chip, …)."""
+    try:
+        return as_target(value)
+    except (ValueError, TypeError) as e:
+        raise OptionError(f"target: {e}") from None
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    precision: Literal["float", "fixed"] = "float"
+    lowering: Literal["auto", "kv_slot", "fast_weight"] = "auto"
+    max_context: int | None = None  # T_max; None: from the model (static length or mask buffer)
+    weight_bits: int | Literal["auto"] = "auto"
+    error_target: float = ERROR_TARGET
+    strict: bool = False  # fixed mode: saturation on the calibration data is an error
+    target: Target | None = None  # None: one Loihi 2 chip (oheo-gulch)
+    dump_ir: str | None = None  # print the IR after this pass (checked against the pipeline)
+    verify_ir: bool = False  # run the tensor IR verifier after every pass
+
+    @classmethod
+    def from_kwargs(cls, *, precision: str = "float", lowering: str = "auto",
+                    max_context: Any = None, weight_bits: Any = "auto",
+                    error_target: Any = ERROR_TARGET, strict: bool = False, target: Any = None,
+                    dump_ir: str | None = None, verify_ir: bool = False) -> CompileOptions:
+        """Validate Python arguments (``compile()``'s keywords)."""
+        if dump_ir is not None and not isinstance(dump_ir, str):
+            raise OptionError(f"dump_ir must be a pass name, got {dump_ir!r}")
+        return cls(precision=choice("precision", precision, PRECISIONS),
+                   lowering=choice("lowering", lowering, LOWERINGS),
+                   max_context=positive_int("max_context", max_context),
+                   weight_bits=valid_weight_bits(weight_bits),
+                   error_target=positive_number("error_target", error_target),
+                   strict=bool(strict), target=valid_target(target), dump_ir=dump_ir,
+                   verify_ir=bool(verify_ir))
+
+    @classmethod
+    def from_cli(cls, args) -> CompileOptions:
+        """Validate the CLI's parsed arguments (argparse has converted the strings to numbers;
+        the ranges are checked here, like Python arguments)."""
+        hw = {k: v for k, v in (("system", args.system), ("chips", args.chips),
+                                ("cores_per_chip", args.cores_per_chip)) if v is not None}
+        return cls.from_kwargs(precision=args.precision, lowering=args.lowering,
+                               max_context=args.max_context, weight_bits=args.weight_bits,
+                               error_target=args.error_target, strict=args.strict,
+                               target=hw or None, dump_ir=args.dump_ir, verify_ir=args.verify_ir)
