@@ -268,7 +268,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = Cfg(layers=args.layers, ctx=args.context)
     target = {"system": args.system} | ({"chips": args.chips} if args.chips else {})
-    from icl_compiler.passes.partition import format_resources, write_partition_picture
+    from icl_compiler.runtime.picture import write_partition_picture
+    from icl_compiler.runtime.report import format_resources
 
     path = None
     how = "direct (tensor IR → lower → partition)"

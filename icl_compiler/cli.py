@@ -241,11 +241,9 @@ def _verify(prog, args, xrun, calib, outputs) -> dict:
 
 
 def _picture(prog) -> bytes | None:
-    try:
-        from .passes.partition import write_partition_picture
-    except ImportError:
-        return None
     import tempfile
+
+    from .runtime.picture import write_partition_picture
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "partition.svg"

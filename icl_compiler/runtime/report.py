@@ -1,5 +1,6 @@
 """The report's runtime parts: the ``ops`` measured on a few tokens, and the human-readable
-rendering of report.json."""
+rendering of report.json (``format_report``; ``format_resources`` is its table of the partition
+pass's ``resources`` section)."""
 from __future__ import annotations
 
 import numpy as np
@@ -31,6 +32,68 @@ def measure_ops(prog, calibration: np.ndarray | None) -> dict:
             "saturations": st.saturations}
 
 
+def _kib(bits: int) -> str:
+    b = bits / 8
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.1f} {unit}" if unit != "B" else f"{int(b)} B"
+        b /= 1024
+    return f"{b:.1f} GiB"
+
+
+def format_resources(res: dict, max_rows: int = 24) -> str:
+    """A readable terminal table of the resources section."""
+    t = res["target"]
+    lines = [
+        f"resources  target {t['name']}: {t['chips']} chip(s) × {t['cores_per_chip']} neuro cores; "
+        f"per core {t['neurons_per_core']} neurons, {_kib(t['synapse_bits_per_core'])} synapse "
+        f"memory, fan-in {t['fan_in_per_core']}"
+        + (f" (overrides: {', '.join(t['overrides'])})" if t.get("overrides") else ""),
+        f"  cores      {res['cores_used']} used, lower bound {res['cores_lower_bound']} "
+        f"(ratio {res['cores_ratio']}); ideal bound {res['cores_lower_bound_ideal']} (bare weights)",
+        f"  chips      {res['chips_used']} of {res['chips_available']}; inter-chip spikes/token ≤ "
+        f"{res['interchip_spikes_per_token']}, host spikes/token ≤ {res['host_spikes_per_token']}",
+        f"  neurons    {res['neurons']} on neuro cores (graph: {res['neurons_graph']}); synapses "
+        f"{res['synapses']} in {_kib(res['synapse_bits'])} (bare weights {_kib(res['synapse_bits_ideal'])})",
+        f"  placement  {res['placement_counts']['neurocore']} populations on neuro cores, "
+        f"{res['placement_counts']['embedded']} embedded ({res['embedded_ops_per_token']} ops/token), "
+        f"{res['placement_counts']['host']} host ({res['host_ops_per_token']} ops/token)",
+        f"  splits     {res['splits']['populations_split']} populations tiled "
+        f"({res['splits']['populations_pre_tiled']} along the input axis), "
+        f"{res['splits']['head_slot_splits']} heads split along slots, {res['splits']['tiles']} tiles",
+    ]
+    if res.get("largest_consumers"):
+        lines.append("  largest    " + "; ".join(f"{c['population']} {c['cores']:g} cores"
+                                                  for c in res["largest_consumers"][:3]))
+    rows = res["per_core"]
+    head = f"  {'core':>5} {'chip':>4} {'neurons':>8} {'%':>6} {'syn mem':>10} {'%':>6} " \
+           f"{'fan-in':>6} {'%':>6}  contents"
+    lines.append(head)
+    show = rows if len(rows) <= max_rows else rows[:max_rows - 4] + [None] + rows[-3:]
+    for r in show:
+        if r is None:
+            lines.append(f"  {'…':>5} ({len(rows) - max_rows + 1} more cores)")
+            continue
+        u = r["usage"]
+        what = ", ".join(r["what"])
+        if len(what) > 60:
+            what = what[:57] + "..."
+        lines.append(f"  {r['core']:>5} {r['chip']:>4} {r['neurons']:>8} {u['neurons']:>6.1f} "
+                     f"{_kib(r['synapse_bits']):>10} {u['synapse_memory']:>6.1f} {r['fan_in']:>6} "
+                     f"{u['fan_in']:>6.1f}  {what}")
+    if res["chips_used"] > 1:
+        by_chip: dict[int, list] = {}
+        for r in rows:
+            by_chip.setdefault(r["chip"], []).append(r)
+        lines.append(f"  {'chip':>5} {'cores':>5} {'mean syn %':>10} {'mean neur %':>11}")
+        chips = sorted(by_chip)
+        for c in chips if len(chips) <= 12 else chips[:8] + chips[-2:]:
+            rs = by_chip[c]
+            lines.append(f"  {c:>5} {len(rs):>5} {np.mean([r['usage']['synapse_memory'] for r in rs]):>10.1f} "
+                         f"{np.mean([r['usage']['neurons'] for r in rs]):>11.1f}")
+    return "\n".join(lines)
+
+
 def format_report(r: dict) -> str:
     lines = []
     m = r["model"]
@@ -44,15 +107,7 @@ def format_report(r: dict) -> str:
     for h in r["attention"]:
         lines.append(f"  layer {h['layer']} head {h['head']}: f={h['f']} scale={h['scale']:.4g} "
                      f"norm={h['normalisation']} T_max={h['T_max']} lowering={h['lowering']}")
-    res = r["resources"]
-    try:
-        from ..passes.partition import format_resources
-
-        lines.append(format_resources(res))
-    except ImportError:
-        lines.append(f"resources  {res['neurons']} neurons, {res['synapses']} synapses, "
-                     f"{res['synapse_bits']} synapse bits, {res['cores_used']} cores "
-                     f"(lower bound {res['cores_lower_bound']}), {res['chips_used']} chip(s)")
+    lines.append(format_resources(r["resources"]))
     s = r["schedule"]
     lines.append(f"schedule   {s['steps_per_token']} algorithmic steps per token, pipeline depth "
                  f"{s['pipeline_depth']} steps")

@@ -14,10 +14,12 @@ from icl_compiler.errors import CompileError
 from icl_compiler.ir.neuro import verify_neuro
 from icl_compiler.passes import partition as P
 from icl_compiler.passes.lower import lower
-from icl_compiler.passes.partition import (format_resources, partition, split_graph,
-                                           write_partition_picture)
+from icl_compiler.passes.partition import partition
+from icl_compiler.runtime.picture import write_partition_picture
+from icl_compiler.runtime.report import format_resources
 from icl_compiler.targets.loihi2 import get_target
 from tests.helpers import attention_graph
+from tests.passes.split_graph import split_graph
 
 # A tiny artificial core: 8 neurons, 256 bytes of synapse memory, fan-in 16.  Every population
 # wider than 8 neurons, every input wider than 16 axons and every matrix over 2 Kbit splits.
