@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 import icl_compiler as icl
 from icl_compiler import cli
 from icl_compiler.errors import CompileError
-from icl_compiler.frontend.onnx_import import MAX_FOLD_ELEMENTS, import_model, load_onnx
+from icl_compiler.frontend import MAX_FOLD_ELEMENTS, import_model, load_onnx
 from icl_compiler.runtime import program as program_mod
 from tests.helpers import fixture
 

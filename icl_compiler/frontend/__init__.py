@@ -1,6 +1,17 @@
-"""ONNX → tensor IR: safe loading (external data, checker, shape inference), decoding of
-tensors and attributes, validation of the ONNX rules the shape functions do not check, symbolic
-folding of shape arithmetic, and the importer itself."""
-from .onnx_import import import_model, load_onnx, onnx_io
+"""ONNX → tensor IR.
 
-__all__ = ["import_model", "load_onnx", "onnx_io"]
+* :mod:`.load` — safe loading: external data restricted to the model's folder and size-checked,
+  ``onnx.checker``, strict shape inference;
+* :mod:`.decode` — ONNX tensors, attributes and element types → numpy, with their checks and the
+  size guards against hostile models;
+* :mod:`.validate` — the ONNX rules the IR's shape functions do not check;
+* :mod:`.shapes` — symbolic folding of shape arithmetic on dynamic axes;
+* :mod:`.importer` — the importer (:func:`import_model`) and the report's model I/O
+  (:func:`onnx_io`).
+"""
+from .decode import MAX_DIM, MAX_ELEMENTS, MAX_FOLD_ELEMENTS
+from .importer import SUPPORTED_OPS, import_model, onnx_io
+from .load import load_onnx
+
+__all__ = ["import_model", "load_onnx", "onnx_io", "SUPPORTED_OPS", "MAX_DIM", "MAX_ELEMENTS",
+           "MAX_FOLD_ELEMENTS"]

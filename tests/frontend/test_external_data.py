@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import set_external_data
 
 from icl_compiler.errors import CompileError
-from icl_compiler.frontend.onnx_import import import_model, load_onnx
+from icl_compiler.frontend import import_model, load_onnx
 from icl_compiler.ir.interpreter import run
 from tests.helpers import cli
 

@@ -3,7 +3,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from icl_compiler.frontend.onnx_import import import_model, load_onnx
+from icl_compiler.frontend import import_model, load_onnx
 from icl_compiler.ir.interpreter import run
 from icl_compiler.ir.symbolic import is_sym
 from icl_compiler.ir.verify import verify

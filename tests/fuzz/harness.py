@@ -23,7 +23,7 @@ import onnx.helper
 import onnx.numpy_helper
 
 from icl_compiler.errors import CompileError
-from icl_compiler.frontend.onnx_import import MAX_DIM, import_model, load_onnx
+from icl_compiler.frontend import MAX_DIM, import_model, load_onnx
 from icl_compiler.ir.interpreter import run as interpret
 from icl_compiler.ir.symbolic import is_sym
 from icl_compiler.ir.verify import verify

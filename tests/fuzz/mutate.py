@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
-from icl_compiler.frontend.onnx_import import SUPPORTED_OPS
+from icl_compiler.frontend import SUPPORTED_OPS
 from tests.helpers import FIXTURES, manifest
 
 SPECIAL_INTS = [0, 1, 2, 3, -1, -2, 7, 16, 17, 255, 2**31 - 1, 2**31, 2**40, 2**62, 2**63 - 1,

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from onnx import numpy_helper
 
 from icl_compiler.errors import CompileError
-from icl_compiler.frontend.onnx_import import import_model, load_onnx
+from icl_compiler.frontend import import_model, load_onnx
 from tests.fuzz import harness
 from tests.fuzz.mutate import (
     MUTATORS,

@@ -1,7 +1,7 @@
 """IR save→load round-trips exactly; the printer's output is pinned by a golden test."""
 import numpy as np
 
-from icl_compiler.frontend.onnx_import import import_model, load_onnx
+from icl_compiler.frontend import import_model, load_onnx
 from icl_compiler.ir.graph import Graph
 from icl_compiler.ir.interpreter import run
 from icl_compiler.ir.printer import to_text

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from icl_compiler.errors import CompileError
-from icl_compiler.frontend.onnx_import import import_model, load_onnx
+from icl_compiler.frontend import import_model, load_onnx
 from icl_compiler.ir.interpreter import run
 from icl_compiler.passes.attention import attention_report
 from icl_compiler.passes.manager import PassContext, run_pipeline
