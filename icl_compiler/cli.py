@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    from . import compile as icl_compile
+    from .compiler import compile as icl_compile
     from .runtime.report import format_report
 
     try:
