@@ -1,4 +1,5 @@
-"""Shared test helpers: fixture discovery and small hand-built graphs."""
+"""Shared test helpers: fixture discovery, small hand-built graphs, and the in-process CLI with
+the checks of the hardening tests (one-line errors, no leftover temporaries)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
 
 from icl_compiler.ir.graph import Graph
 from icl_compiler.ir.symbolic import sym
@@ -70,3 +73,52 @@ def attention_graph(rng: np.random.Generator, *, feat=6, heads=2, dk=4, dv=4, f=
     y = linear("h", feat, out, "y")
     g.outputs = [y]
     return g
+
+
+# -- hardening: the in-process CLI, one-line errors, no temporaries ------------------------------
+
+SMALL = "tok_identity_trilmul_1l1h"  # softmax-free, one head: the quickest full compile
+CTX = ("--max-context", "16")  # its mask is built at run time, so T_max must be given
+FEAT = "feat_identity_trilmul_1l4h_noMLP"  # feature input (float): for NaN calibration data
+SOFTMAX = "tok_softmax_2h"
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``icl-compile args`` in-process (``cli.main``): (exit code, stdout, stderr)."""
+    from icl_compiler import cli
+
+    args = [str(a) for a in args]
+    if "--max-context" not in args:
+        args += list(CTX)
+    code = cli.main(args)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Temporary directories that Program.save leaves behind (there must be none)."""
+    return sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+
+
+def with_tensor(name: str, tensor: str, value: float, index: int = 0) -> onnx.ModelProto:
+    path, _, _ = fixture(name)
+    m = onnx.load(str(path))
+    t = next(t for t in m.graph.initializer if t.name == tensor)
+    arr = numpy_helper.to_array(t).copy()
+    arr.reshape(-1)[index] = value
+    t.CopyFrom(numpy_helper.from_array(arr, t.name))
+    return m
+
+
+def first_matrix(name: str) -> str:
+    path, _, _ = fixture(name)
+    m = onnx.load(str(path))
+    return next(t.name for t in m.graph.initializer
+                if t.data_type == TensorProto.FLOAT and len(t.dims) == 2)

@@ -7,12 +7,15 @@ import copy
 import numpy as np
 import pytest
 
+import icl_compiler as icl
+
 from icl_compiler.semantics.interpreter import Interpreter as Emulator
 from icl_compiler.semantics.fixed import RES_SCALE
+from icl_compiler.errors import CompileError
 from icl_compiler.ir.neuro import NeuroVerifyError, verify_neuro
 from icl_compiler.passes.lower import lower
 from icl_compiler.passes.quantise import KV_TARGET, quantise, relative_error
-from tests.helpers import attention_graph
+from tests.helpers import FEAT, attention_graph, fixture, leftovers, one_line, run_cli
 
 
 def _graph(seed=0, **kw):
@@ -99,3 +102,26 @@ def test_bad_options():
         quantise(_graph(), _calib(), weight_bits=4)
     with pytest.raises(ValueError, match="error_target"):
         quantise(_graph(), _calib(), error_target=0)
+
+
+# -- NaN / inf in calibration data (through compile() and the CLI) ------------------------------
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nonfinite_calibration_data_is_a_compile_error(value):
+    path, x, _ = fixture(FEAT)
+    x = x.astype(np.float32).copy()
+    x[0, 1, 2] = value
+    with pytest.raises(CompileError, match="calibration data contains NaN or inf"):
+        icl.compile(str(path), precision="fixed", calibration=x, max_context=16)
+
+
+def test_cli_nonfinite_calibration_exits_3(tmp_path, capsys):
+    path, x, _ = fixture(FEAT)
+    x = x.astype(np.float32).copy()
+    x[1, 0, 0] = np.nan
+    np.save(tmp_path / "cal.npy", x)
+    code, _, err = run_cli(capsys, path, "-o", tmp_path / "out", "--precision", "fixed",
+                           "--calibrate", tmp_path / "cal.npy")
+    line = one_line(err)
+    assert code == 3 and "calibration data contains NaN or inf" in line
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)

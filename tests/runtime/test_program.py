@@ -8,7 +8,7 @@ import pytest
 import icl_compiler as icl
 from icl_compiler.errors import OptionError
 from icl_compiler.runtime.reference import onnxruntime_run
-from tests.helpers import fixture, fixture_names
+from tests.helpers import FEAT, fixture, fixture_names, leftovers, one_line, run_cli
 
 # Fixed-point relative error (max |y - ort| / max |ort|), calibrated on the fixture's own input,
 # measured when this test was written.  The test fails if a figure worsens by more than 10 %.
@@ -179,3 +179,14 @@ def test_strict_turns_saturation_into_an_error():
     # 16-bit weights keep the same data inside the ranges: strict passes
     icl.compile(path, precision="fixed", calibration=x, max_context=16, strict=True,
                 weight_bits=16)
+
+
+def test_cli_nonfinite_run_input_is_a_usage_error(tmp_path, capsys):
+    path, x, _ = fixture(FEAT)
+    x = x.astype(np.float32).copy()
+    x[0, 0, 0] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = run_cli(capsys, path, "-o", tmp_path / "out", "--run", tmp_path / "x.npy")
+    line = one_line(err)
+    assert code == 2 and "NaN or inf" in line
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)

@@ -1,4 +1,4 @@
-"""Float emulator of the lowered graph == reference interpreter of the tensor IR."""
+"""The reference interpreter of the neuromorphic IR (float) == the interpreter of the tensor IR."""
 import numpy as np
 import pytest
 
