@@ -190,3 +190,29 @@ def test_cli_nonfinite_run_input_is_a_usage_error(tmp_path, capsys):
     line = one_line(err)
     assert code == 2 and "NaN or inf" in line
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+def test_programs_of_the_previous_format_are_refused_with_a_hint_to_recompile(tmp_path):
+    path, x, meta, prog = _compile("tok_identity_trilmul_1l1h", precision="float")
+    prog.save(tmp_path / "p")
+    doc = json.loads((tmp_path / "p" / "program.json").read_text())
+    assert doc["format"] == "icl-program/2"
+    doc["format"] = "icl-program/1"
+    (tmp_path / "p" / "program.json").write_text(json.dumps(doc))
+    with pytest.raises(icl.CompileError, match=r"old format 'icl-program/1'.*recompile"):
+        icl.load(tmp_path / "p")
+    prog.save(tmp_path / "p")  # an old program's folder is ours: it is replaced without --force
+    assert np.array_equal(icl.load(tmp_path / "p").run(x), prog.run(x))
+
+
+def test_a_corrupt_program_is_a_compile_error(tmp_path):
+    path, x, meta, prog = _compile("tok_identity_trilmul_1l1h", precision="float")
+    prog.save(tmp_path / "p")
+    doc = json.loads((tmp_path / "p" / "program.json").read_text())
+    doc["neuro"]["populations"][0]["model"] = "sigmoid"
+    (tmp_path / "p" / "program.json").write_text(json.dumps(doc))
+    with pytest.raises(icl.CompileError, match="corrupt.*sigmoid"):
+        icl.load(tmp_path / "p")
+    (tmp_path / "p" / "weights.npz").unlink()
+    with pytest.raises(icl.CompileError, match="weights.npz"):
+        icl.load(tmp_path / "p")

@@ -17,6 +17,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 
+from ...semantics.fixed import PAYLOAD_BITS
 from .units import Bank
 
 
@@ -39,7 +40,7 @@ class BankProcess(AbstractProcess):
 def bank_model_ports(model_cls, fixed: bool, max_ports: int, extra_out: tuple[str, ...] = ()):
     """Declare ``in*``, ``s_out``, ``y_out`` (and ``extra_out``) LavaPyTypes on a model class."""
     dt = np.int32 if fixed else float
-    kw = {"precision": 24} if fixed else {}
+    kw = {"precision": PAYLOAD_BITS} if fixed else {}
     for i in range(max_ports):
         setattr(model_cls, f"in{i}", LavaPyType(PyInPort.VEC_DENSE, dt, **kw))
     for name in ("s_out", "y_out", *extra_out):

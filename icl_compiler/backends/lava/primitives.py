@@ -182,11 +182,11 @@ def run_head(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,
     kq_src = Source(data=fixed.wrap32(kq).astype(np.int32))
     v_src = Source(data=fixed.wrap32(vdata).astype(np.int32))
     k_syn = LearningDense(weights=np.zeros((t_max, 2 * d), np.int32), weight_exp=int(k_exp),
-                          num_message_bits=24, learning_rule=k_rule(),
+                          num_message_bits=fixed.PAYLOAD_BITS, learning_rule=k_rule(),
                           graded_spike_cfg=GradedSpikeCfg.OVERWRITE, name="K")
     slots = SlotNeuron(heads=[{"size": t_max, "f": f, "r": r, "r2": r2}], name="slots")
     v_syn = LearningDense(weights=np.zeros((dv, t_max), np.int32), weight_exp=int(v_exp),
-                          num_message_bits=24, learning_rule=v_rule(), name="V")
+                          num_message_bits=fixed.PAYLOAD_BITS, learning_rule=v_rule(), name="V")
     vals = ValueNeuron(heads=[{"size": dv, "out": (0, dv)}], name="values")
     sink = Sink(shape=(dv,), buffer=steps)
 
@@ -238,7 +238,7 @@ def run_value_stage(scores, vs, t_max: int, f: str = "relu", tag: str = "fixed_p
     vdata[:, 1 : 2 * T : 2] = vs.T
     s_src, v_src = Source(data=sdata), Source(data=vdata)
     slots = SlotNeuron(heads=[{"size": t_max, "f": f, **slot_kw}])
-    v_syn = LearningDense(weights=np.zeros((dv, t_max), dt), num_message_bits=24,
+    v_syn = LearningDense(weights=np.zeros((dv, t_max), dt), num_message_bits=fixed.PAYLOAD_BITS,
                           learning_rule=v_rule())
     vals = ValueNeuron(heads=[{"size": dv, "out": (0, dv)}], fixed=tag == "fixed_pt")
     sink = Sink(shape=(dv,), buffer=steps)

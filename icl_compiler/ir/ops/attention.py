@@ -7,6 +7,7 @@ import numpy as np
 from ..symbolic import is_sym
 from .core import REQUIRED, prod, register
 
+
 F_FUNCS = {
     "identity": lambda s: s,
     "relu": lambda s: np.maximum(s, 0),

@@ -7,6 +7,7 @@ import numpy as np
 
 from .core import REQUIRED, _bcast, _bcast_bool, broadcast, register, _same
 
+
 def _erf(x):
     # vectorised math.erf keeps float64 accuracy without scipy
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()

@@ -6,6 +6,7 @@ import numpy as np
 from ..symbolic import Dim
 from .core import REQUIRED, broadcast, _eq, register
 
+
 def _matmul_shape(ins, attrs):
     a, b = ins[0].shape, ins[1].shape
     if len(a) == 1:

@@ -1,9 +1,11 @@
-"""Reductions and normalisations: ReduceMean/Sum/Max, Softmax, LayerNormalization and the compiler's LayerNorm and RMSNorm."""
+"""Reductions and normalisations: ReduceMean/Sum/Max, Softmax, LayerNormalization and the
+compiler's LayerNorm and RMSNorm."""
 from __future__ import annotations
 
 import numpy as np
 
 from .core import _axis, register, _same
+
 
 def _reduce_axes(rank, a):
     if a["axes"] is None or len(a["axes"]) == 0:

@@ -1,11 +1,13 @@
-"""Shape manipulation: Reshape, Transpose, (Un)Squeeze, Expand, Concat, Split, Slice, Gather, Shape, Size, Range, ConstantOfShape, Trilu, CumSum."""
+"""Shape manipulation: Reshape, Transpose, (Un)Squeeze, Expand, Concat, Split, Slice, Gather,
+Shape, Size, Range, ConstantOfShape, Trilu, CumSum."""
 from __future__ import annotations
 
 import numpy as np
 import sympy
 
 from ..symbolic import Dim, dims_equal, is_sym, norm_dim
-from .core import INT64_MAX, REQUIRED, _axis, broadcast, prod, register, _same
+from .core import INT64_MAX, REQUIRED, _axis, _same, broadcast, prod, register
+
 
 def reshape_target(in_shape, target, allowzero=0) -> tuple[Dim, ...]:
     out = list(target)

@@ -56,10 +56,10 @@ def learning_state_bits(n_axons: int, n_post: int) -> int:
 
 
 def _pre_span(s: SynapseGroup) -> tuple[int, int]:
-    """[lo, hi): the pre neurons a group has synapses from.  :func:`split_graph` cuts a group at
-    fan-in chunk boundaries inside a pre piece; it stores the piece's weights with zero columns
-    outside the segment and records the segment as ``attrs["pre_span"]``, so that planning the
-    split graph sees exactly the input axis (and the chunks) of the original plan."""
+    """[lo, hi): the pre neurons a group has synapses from.  ``split_graph`` (tests/passes) cuts
+    a group at fan-in chunk boundaries inside a pre piece; it stores the piece's weights with zero
+    columns outside the segment and records the segment as ``attrs["pre_span"]``, so that
+    planning the split graph sees exactly the input axis (and the chunks) of the original plan."""
     n = np.shape(s.weights)[1]
     span = (s.attrs or {}).get("pre_span")
     if s.plastic or not span:

@@ -19,12 +19,13 @@ host, which adds them (counted as ops).  Attention heads are tiled along the *sl
 head's slots + K synapses exceed a core: each slot tile holds K rows [a, b) and its slot neurons;
 q and k are broadcast to every slot tile, the bAP of token t reaches only the tile holding slot t,
 and the V synapses (on the value neurons' core) receive every slot tile's outputs.  This is
-hardware-valid; the emulator's :class:`HeadSpec` cannot express it yet, so :func:`split_graph`
+hardware-valid; the interpreter's :class:`HeadSpec` cannot express it yet, so ``split_graph``
 keeps heads whole (see there).
 
 Input axis of a population: its incoming groups in a canonical order (by the pre population's
 position in the graph, then as connected), each over the pre neurons it has synapses from — all
-of them, except for a group made by :func:`split_graph`, whose ``attrs["pre_span"]`` names the
+of them, except for a group made by ``split_graph`` (the tests' helper that applies a plan,
+``tests/passes/split_graph.py``), whose ``attrs["pre_span"]`` names the
 segment it carries (its other columns are zero).
 """
 from __future__ import annotations
@@ -274,7 +275,7 @@ class _Planner:
 
     def holder_width(self, ins: list[_In], n: int, mult: int = 1) -> int:
         """The widest range of a population fed by ``ins`` that one tile holds: a neurons tile,
-        or when its input axis must be chunked, a sum tile (what :func:`split_graph` uses to
+        or when its input axis must be chunked, a sum tile (what ``split_graph`` uses to
         size accumulators so that splitting the split graph again changes nothing)."""
         by_syn = {i.syn: i for i in ins}
         w = self.max_width([(i.syn, i.lo, i.hi) for i in ins if i.hi > i.lo], by_syn, n, mult,

@@ -4,7 +4,7 @@ Each population is a *unit* of a :class:`icl_compiler.backends.lava.units.Bank`:
 process receives its numbered input ports ``in0 …`` (one ``Dense`` each), pushes them into its
 delay lines, and each unit whose step has come (once per token, at its schedule step τ) integrates
 its current ``Σ delayed Dense outputs + bias`` and applies the emulator's neuron model
-(``rules.neuron``: optional rounding shift ``attrs["q"]["shift"]``, ReLU, 24-bit saturation in
+(``semantics.neurons.neuron``: optional rounding shift ``q.shift``, ReLU, 24-bit saturation in
 fixed point).  ``s_out`` carries every unit's output in its rows (0 when the unit does not fire);
 ``y_out`` carries the program's output population (for the sink).
 

@@ -9,6 +9,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.base import BankModelMixin, bank_model_ports
 from icl_compiler.backends.lava.procs.kq_neuron.process import KQNeuron
+from icl_compiler.semantics.fixed import PAYLOAD_BITS
 
 
 class _KQModel(BankModelMixin, PyLoihiProcessModel):
@@ -35,5 +36,5 @@ class PyKQNeuronFloat(_KQModel):
 bank_model_ports(PyKQNeuronFixed, True, KQNeuron.max_ports)
 bank_model_ports(PyKQNeuronFloat, False, KQNeuron.max_ports)
 for _i in range(KQNeuron.max_heads):
-    setattr(PyKQNeuronFixed, f"kq{_i}", LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24))
+    setattr(PyKQNeuronFixed, f"kq{_i}", LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=PAYLOAD_BITS))
     setattr(PyKQNeuronFloat, f"kq{_i}", LavaPyType(PyOutPort.VEC_DENSE, float))

@@ -8,7 +8,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.procs.slot_neuron.process import SlotNeuron
-from icl_compiler.semantics.fixed import slot_f
+from icl_compiler.semantics.fixed import PAYLOAD_BITS, slot_f
 
 
 class _AbstractSlotModel(PyLoihiProcessModel):
@@ -66,7 +66,7 @@ class PySlotNeuronModelFloat(_AbstractSlotModel):
         return x * x if h["f"] == "relu2" else x
 
 
-_I32 = {"precision": 24}
+_I32 = {"precision": PAYLOAD_BITS}
 for _i in range(SlotNeuron.max_heads):
     setattr(PySlotNeuronModelFixed, f"a{_i}", LavaPyType(PyInPort.VEC_DENSE, np.int32, **_I32))
     setattr(PySlotNeuronModelFixed, f"s{_i}", LavaPyType(PyOutPort.VEC_DENSE, np.int32, **_I32))

@@ -9,8 +9,9 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.base import BankModelMixin, bank_model_ports
 from icl_compiler.backends.lava.procs.value_neuron.process import ValueNeuron
-from icl_compiler.semantics.fixed import (V_Y2, V_Y3, v_third_factor, value_combine,
-                                               value_out)
+from icl_compiler.semantics.fixed import (PAYLOAD_BITS, V_Y2, V_Y3, v_third_factor,
+                                          value_combine, value_out)
+from icl_compiler.targets.loihi2 import TRACE_BITS
 
 
 class _AbstractValueModel(BankModelMixin, PyLoihiProcessModel):
@@ -88,10 +89,10 @@ bank_model_ports(PyValueNeuronModelFloat, False, ValueNeuron.max_ports)
 for _i in range(ValueNeuron.max_heads):
     for _p in ("a", "vin"):
         setattr(PyValueNeuronModelFixed, f"{_p}{_i}",
-                LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24))
+                LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=PAYLOAD_BITS))
     setattr(PyValueNeuronModelFloat, f"a{_i}", LavaPyType(PyInPort.VEC_DENSE, float))
     setattr(PyValueNeuronModelFloat, f"vin{_i}", LavaPyType(PyInPort.VEC_DENSE, float))
     for _y in ("y1", "y2", "y3"):
         setattr(PyValueNeuronModelFixed, f"{_y}_{_i}",
-                LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7))
+                LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=TRACE_BITS))
         setattr(PyValueNeuronModelFloat, f"{_y}_{_i}", LavaPyType(PyOutPort.VEC_DENSE, float))
