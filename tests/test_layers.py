@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent / "icl_compiler"
 ALLOWED = {
     "errors": set(),
     "targets": {"errors"},
-    "ir": {"errors"},
+    "ir": {"errors", "targets"},
     "frontend": {"errors", "ir"},
     "semantics": {"errors", "ir", "targets"},
     "options": {"errors", "targets"},

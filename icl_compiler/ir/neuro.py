@@ -34,6 +34,8 @@ import networkx as nx
 import numpy as np
 
 from ..errors import NeuroVerifyError
+from ..targets.loihi2 import WEIGHT_MAX as _MANT_MAX
+from ..targets.loihi2 import WEIGHT_MIN as _MANT_MIN
 
 __all__ = ["NeuronModel", "Placement", "Role", "Lowering", "Encoding", "QuantParams",
            "NormParams", "LearningRule", "Population", "SynapseGroup", "HeadSpec", "ProgramIO",
@@ -503,7 +505,8 @@ def verify_neuro(ng: NeuroGraph) -> None:
             )
         if fixed and not s.plastic:
             w = np.asarray(s.weights)
-            if not np.issubdtype(w.dtype, np.integer) or w.min(initial=0) < -128 or w.max(initial=0) > 127:
+            if not np.issubdtype(w.dtype, np.integer) or w.min(initial=0) < _MANT_MIN \
+                    or w.max(initial=0) > _MANT_MAX:
                 raise NeuroVerifyError(f"synapses {s.name}: fixed-mode weights must be int8 mantissas")
         if not isinstance(s.role, Role):
             raise NeuroVerifyError(f"synapses {s.name}: unknown role {s.role!r}")

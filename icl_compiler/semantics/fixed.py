@@ -24,7 +24,7 @@ PAYLOAD_MIN = -(2 ** (PAYLOAD_BITS - 1))
 
 # static Dense: 2·m with m an int8 mantissa, clipped to 9 bits signed (mixed sign mode)
 DENSE_WEIGHT_MIN, DENSE_WEIGHT_MAX = -(2**L2.WEIGHT_BITS), 2**L2.WEIGHT_BITS - 1
-MANTISSA_MIN, MANTISSA_MAX = -(2 ** (L2.WEIGHT_BITS - 1)), 2 ** (L2.WEIGHT_BITS - 1) - 1
+MANTISSA_MIN, MANTISSA_MAX = L2.WEIGHT_MIN, L2.WEIGHT_MAX  # int8 mantissas
 DENSE_SUM_LIMIT = 2**30  # Lava sums 2m·s in int32: a Dense is exact while |Σ m·s| < 2**30
 
 # learning engine (docs/semantics.md §5)
@@ -181,21 +181,32 @@ def q_payload(q, residual: bool = False) -> np.ndarray:
     return wrap32(np.concatenate(parts, axis=-1))
 
 
+def k_lanes(residual: bool = False) -> int:
+    """K pre neurons (K synapse columns) per key dimension: the sign split ``[k⁺, k⁻]``, plus the
+    low half for 16-bit K."""
+    return 3 if residual else 2
+
+
+def v_lanes(residual: bool = False) -> int:
+    """V synapse rows (value neurons) per value dimension: 1, or a high and a low row (16-bit V)."""
+    return 2 if residual else 1
+
+
 def k_init(batch: int, t_max: int, d: int, residual: bool = False) -> np.ndarray:
     """Zero K synapses, layout [B, T_max, 2d] (3d for 16-bit K) = Lava's LearningDense [post, pre]."""
-    return np.zeros((batch, t_max, (3 if residual else 2) * d), np.int64)
+    return np.zeros((batch, t_max, k_lanes(residual) * d), np.int64)
 
 
 def v_init(batch: int, d_v: int, t_max: int, residual: bool = False) -> np.ndarray:
     """Zero V synapses, layout [B, d_v, T_max] ([B, 2d_v, T_max] for 16-bit V: high rows, then
     low rows) = Lava's LearningDense weights [post, pre]."""
-    return np.zeros((batch, (2 if residual else 1) * d_v, t_max), np.int64)
+    return np.zeros((batch, v_lanes(residual) * d_v, t_max), np.int64)
 
 
 def k_signed(K, residual: bool = False) -> np.ndarray:
     """Signed keys k_s = K⁺ − K⁻ (16-bit: (K⁺ − K⁻)·2^7 + K_lo), [B, T_max, 2d|3d] → [B, T_max, d]."""
     K = np.asarray(K)
-    d = K.shape[-1] // (3 if residual else 2)
+    d = K.shape[-1] // k_lanes(residual)
     k = K[..., :d] - K[..., d:2 * d]
     return k * RES_SCALE + K[..., 2 * d:] if residual else k
 

@@ -70,6 +70,7 @@ SYNAPSE_WORD_BITS = 64  # blocks are rounded up to 64-bit words
 
 # -- weights and spikes -----------------------------------------------------------------------------
 WEIGHT_BITS = 8  # static weights: [LAVA-DENSE] num_bits=8; [BRIEF] 1–8 bit weights
+WEIGHT_MIN, WEIGHT_MAX = -(2 ** (WEIGHT_BITS - 1)), 2 ** (WEIGHT_BITS - 1) - 1  # signed mantissas
 PAYLOAD_BITS = 24  # graded spike payload the backends use: [LAVA-GRADED]
 PAYLOAD_BITS_MAX = 32  # [BRIEF] "graded spikes ... up to 32 bits"
 

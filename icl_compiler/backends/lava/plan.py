@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ir.neuro import NeuroGraph, QuantParams
+from ...semantics import fixed as fx
 from ...semantics.timing import STEPS_PER_TOKEN, sequence_steps, timing
 from .units import MAX_HEADS
 
@@ -206,7 +207,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
             name = _head_name(h)
             d, dv = ng.pop(h.k).size, ng.pop(h.v).size
             res = fixed and h.kv_bits == 16  # high and low plastic synapses (fixed.kv_split)
-            width = (3 if res else 2) * d if fixed else d
+            width = fx.k_lanes(res) * d if fixed else d
             r0 = kb["out_size"]
             kb["out_size"] = r0 + width
             kq_rows.append((r0, r0 + width))
@@ -224,7 +225,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
             rowsum = h.normalise == "rowsum"
             oq = ng.pop(h.out).q or QuantParams()
             v_exp = 0 if (rowsum or not fixed) else int(oq.e_v)
-            vrows = 2 * dv if res else dv  # 16-bit V: high rows, then low rows
+            vrows = fx.v_lanes(res) * dv  # 16-bit V: high rows, then low rows
             procs[f"{name}.V"] = ProcSpec(f"{name}.V", "v_syn", vrows,
                                           params={"shape": (vrows, h.t_max), "weight_exp": v_exp})
             o = vb["out_size"]

@@ -36,6 +36,7 @@ import networkx as nx
 
 from ...errors import CompileError
 from ...ir.neuro import NeuroGraph, Population
+from ...semantics.fixed import k_lanes, v_lanes
 from ...targets.loihi2 import Target
 from .cost import _BLOCK, _packing_cost, _pre_span, dense_bits, learning_state_bits
 
@@ -129,11 +130,11 @@ class _Planner:
         # half), 16-bit V has high and low value neurons (×2); K axons per k/q neuron likewise
         kv = [h for h in ng.heads if h.lowering == "kv_slot"]
         res = {h.k_syn for h in kv if h.kv_bits == 16}
-        self.mults = {p: 3 if h.k_syn in res else 2 for h in kv for p in (h.k, h.q)} | {
-            h.out: 2 for h in kv if h.k_syn in res}
+        self.mults = {p: k_lanes(h.k_syn in res) for h in kv for p in (h.k, h.q)} | {
+            h.out: v_lanes(True) for h in kv if h.k_syn in res}
         self.sign_split = set(self.mults)
         self.head_pops = {p for h in ng.heads for p in (h.k, h.q, h.v, h.slots, h.out)}
-        self.k_syns = {h.k_syn: 3 if h.k_syn in res else 2 for h in kv}
+        self.k_syns = {h.k_syn: k_lanes(h.k_syn in res) for h in kv}
         self.slot_splits = 0
         self.order = {name: i for i, name in enumerate(ng.g.nodes)}
         self.layer = _effective_layers(ng)
