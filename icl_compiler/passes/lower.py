@@ -16,7 +16,8 @@ A Linear applied to a form that is a pure 0/1 selection of populations (e.g. the
 heads) composes exactly, so no extra population or delay step is added there.
 
 Invariants: float semantics are unchanged (checked against the interpreter in tests);
-the result passes ``verify_neuro``.
+the result passes ``verify_neuro``.  As the pipeline's ``lower`` pass (:data:`PASS`) it also
+writes the report's ``attention`` section (lowering and encodings per head) and ``offcore``.
 """
 from __future__ import annotations
 

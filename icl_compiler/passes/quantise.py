@@ -24,11 +24,14 @@ Produces: a copy with ``precision="fixed"`` where
     score and V read scales gain the factor 2^7).  "auto" (default) keeps 8 unless the 8-bit
     program's output error against the float graph on the calibration data exceeds
     ``error_target`` (5 %), then uses 16; the report says which and why.
-Calibration: the float emulator is run on the calibration inputs and records max |value| per
-population and per head internal (scores, slot outputs, V accumulations).  Without calibration
+Calibration: the reference interpreter (``semantics.interpreter``) runs the float graph on the
+calibration inputs and records max |value| per population and per head internal (scores, slot
+outputs, V accumulations).  Without calibration
 data: ``DEFAULT_CALIBRATION`` random sequences of T_max tokens — token ids uniform over the
 vocabulary, or features uniform in ``DEFAULT_FEATURE_RANGE`` (documented default input range).
 Invariants: the graph structure is unchanged; ``verify_neuro`` holds (int8 mantissas).
+As the pipeline's ``quantise`` pass (:data:`PASS`, fixed mode only) it writes the report's
+``quantisation`` section and the 16-bit heads' encodings.
 """
 from __future__ import annotations
 

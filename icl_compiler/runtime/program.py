@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompileError
+from ..ir import neuro_serialize
 from ..ir.neuro import NeuroGraph, ProgramIO, verify_neuro
 from ..semantics import neurons
 
@@ -113,7 +114,7 @@ class Program:
         tmp = None
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-            desc, arrays = self.ng.to_dict()
+            desc, arrays = neuro_serialize.to_dict(self.ng)
             doc = {"format": FORMAT, "neuro": desc, "report": self.report}
             (tmp / "program.json").write_text(json.dumps(doc, indent=1, default=_json_default))
             np.savez_compressed(tmp / "weights.npz", **arrays)
@@ -182,7 +183,7 @@ def load(directory: str | os.PathLike) -> Program:
     try:
         with np.load(d / "weights.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        ng = NeuroGraph.from_dict(doc["neuro"], arrays)
+        ng = neuro_serialize.from_dict(doc["neuro"], arrays)
     except FileNotFoundError:
         raise CompileError(f"{d} holds no weights.npz next to program.json") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from icl_compiler.errors import CompileError
+from icl_compiler.ir import neuro_serialize
 from icl_compiler.ir.neuro import (Encoding, Lowering, NeuroGraph, NeuroVerifyError, NeuronModel,
                                    NormParams, OffcoreOp, Placement, Population, ProgramIO,
                                    QuantParams, Role, SynapseGroup, verify_neuro)
@@ -56,9 +57,9 @@ def test_new_population_and_connect_generate_names():
 @pytest.mark.parametrize("which", [0, 1])
 def test_save_format_round_trip(graphs, which):
     ng = graphs[which]
-    desc, arrays = ng.to_dict()
+    desc, arrays = neuro_serialize.to_dict(ng)
     json.dumps(desc)  # the description is plain JSON
-    back = NeuroGraph.from_dict(json.loads(json.dumps(desc)), arrays)
+    back = neuro_serialize.from_dict(json.loads(json.dumps(desc)), arrays)
     verify_neuro(back)
     assert back.to_text() == ng.to_text()
     assert back.io == ng.io and back.offcore == ng.offcore and back.heads == ng.heads
