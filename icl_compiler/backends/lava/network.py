@@ -19,9 +19,9 @@ from lava.proc.io.source import RingBuffer as Source
 from lava.utils.weightutils import SignMode
 
 from ..numpy import fixed
-from . import lifecycle
 from .plan import Plan
 from .primitives import k_rule, v_rule
+from . import lifecycle
 from .procs.embedded_op.process import EmbeddedOps
 from .procs.graded_neuron.process import GradedNeurons
 from .procs.kq_neuron.process import KQNeuron
