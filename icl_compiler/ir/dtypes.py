@@ -2,8 +2,8 @@
 
 The loaders accept a dtype only by its exact name from this list (a file's "S1000000000" would
 otherwise make numpy allocate a gigabyte per element).  The ONNX frontend keeps its own copy
-(``frontend.onnx_import.IR_DTYPES``) until the refactor imports it from here;
-tests/ir/test_serialize_limits.py checks that the two agree.
+(``frontend.onnx_import.IR_DTYPES``, ``frontend/decode.py`` after the refactor) until it imports
+this one; tests/ir/test_serialize_limits.py checks that the two agree.
 """
 from __future__ import annotations
 
