@@ -146,11 +146,15 @@ def test_a_real_saved_program_loads_like_numpy(tmp_path):
     prog = icl.compile(path, precision="fixed", calibration=x, max_context=meta["t_max"])
     out = prog.save(tmp_path / "out")
 
-    def today(doc):  # today's program format: shapes from the populations and synapses
+    def today(doc):  # the program format (1 and 2): shapes from the populations and synapses
         ne = doc["neuro"]
         size = {p["name"]: p["size"] for p in ne["populations"]}
         sp = {f"bias/{p['name']}": ArraySpec((p["size"],), ("int64", "float64"))
               for p in ne["populations"] if p["bias"]}
+        for p in ne["populations"]:
+            if p.get("norm"):  # icl-program/2: norm parameters of the population
+                for k in ("gamma", "beta"):
+                    sp[f"norm/{p['name']}/{k}"] = ArraySpec((p["size"],), ("float64",))
         sp.update({f"w/{s['name']}": ArraySpec((size[s["post"]], size[s["pre"]]),
                                                 ("int8", "int64", "float64"))
                    for s in ne["synapses"]})
@@ -167,7 +171,7 @@ def test_a_real_saved_program_loads_like_numpy(tmp_path):
         for k in z.files:
             np.testing.assert_array_equal(arrays[k], z[k], err_msg=k)
             assert arrays[k].dtype == z[k].dtype
-    assert doc["format"] == "icl-program/1"
+    assert doc["format"].startswith("icl-program/")
 
 
 # -- issue 16 item 7 ----------------------------------------------------------------------------------
