@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 import sympy
 
+from ..errors import CompileError
+from .dtypes import check_dtype
 from .graph import Graph
 from .symbolic import dim_from_json, dim_to_json
+
+FORMAT = "icl-tensor-ir/1"
+
+
+class IRFileError(CompileError, ValueError):
+    """A saved tensor IR is malformed or out of bounds (the message names the value or node)."""
 
 
 def _enc(v: Any) -> Any:
@@ -37,7 +45,11 @@ def _dec(v: Any) -> Any:
         if "$dict" in v:
             return {k: _dec(x) for k, x in v["$dict"].items()}
         if "$array" in v:
-            return np.array(v["$array"], dtype=v["dtype"])
+            dtype = check_dtype(v.get("dtype"), "array dtype")  # before numpy sees it
+            try:
+                return np.array(v["$array"], dtype=dtype)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise ValueError(f"bad {dtype} array: {e}") from None
     if isinstance(v, list):
         return [_dec(x) for x in v]
     return v
@@ -56,22 +68,45 @@ def graph_to_json(graph: Graph) -> tuple[dict, dict[str, np.ndarray]]:
     nodes = [{"name": n.name, "op": n.op, "inputs": n.inputs, "outputs": n.outputs,
               "attrs": {k: _enc(a) for k, a in n.attrs.items()}, "onnx_name": n.onnx_name}
              for n in graph.nodes.values()]
-    doc = {"format": "icl-tensor-ir/1", "name": graph.name, "inputs": graph.inputs,
+    doc = {"format": FORMAT, "name": graph.name, "inputs": graph.inputs,
            "outputs": graph.outputs, "values": values, "nodes": nodes, "meta": _enc(graph.meta)}
     return doc, tensors
 
 
 def graph_from_json(doc: dict, tensors: dict[str, np.ndarray]) -> Graph:
-    if doc.get("format") != "icl-tensor-ir/1":
-        raise ValueError(f"not a tensor IR file (format {doc.get('format')!r})")
-    g = Graph(doc["name"])
-    for v in doc["values"]:
-        data = tensors[v["data"]] if "data" in v else None
-        g.add_value(v["name"], [dim_from_json(d) for d in v["shape"]], v["dtype"], data)
-    for n in doc["nodes"]:
-        g.add_node(n["op"], n["inputs"], n["outputs"], {k: _dec(a) for k, a in n["attrs"].items()},
-                   name=n["name"], onnx_name=n["onnx_name"])
-    g.inputs, g.outputs, g.meta = list(doc["inputs"]), list(doc["outputs"]), _dec(doc["meta"])
+    """Rebuild a graph from its JSON and constant arrays.  Every entry is checked before it is
+    used (dims by ``dim_from_json``'s grammar, dtypes against ``ir.dtypes.IR_DTYPES``, constant
+    arrays against their value's dtype and shape); a bad one is an :class:`IRFileError` naming
+    the value or node."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        fmt = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise IRFileError(f"not a tensor IR file (format {str(fmt)[:40]!r})")
+    where = "graph"
+    try:
+        g = Graph(str(doc["name"]))
+        for v in doc["values"]:
+            where = f"value {str(v.get('name'))[:60]!r}"
+            dtype = check_dtype(v["dtype"])
+            shape = [dim_from_json(d) for d in v["shape"]]
+            data = None
+            if "data" in v:
+                data = tensors[v["data"]]
+                if data.dtype.name != dtype or list(data.shape) != shape:
+                    raise ValueError(f"constant {v['data']!r} is {data.dtype.name}"
+                                     f"{list(data.shape)}, declared {dtype}{shape}")
+            g.add_value(v["name"], shape, dtype, data)
+        for n in doc["nodes"]:
+            where = f"node {str(n.get('name'))[:60]!r}"
+            g.add_node(n["op"], n["inputs"], n["outputs"],
+                       {k: _dec(a) for k, a in n["attrs"].items()},
+                       name=n["name"], onnx_name=n["onnx_name"])
+        where = "graph inputs, outputs and meta"
+        g.inputs, g.outputs, g.meta = list(doc["inputs"]), list(doc["outputs"]), _dec(doc["meta"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise IRFileError(f"tensor IR {where}: missing or malformed entry ({type(e).__name__}: "
+                          f"{str(e)[:80]})") from None
+    except ValueError as e:
+        raise IRFileError(f"tensor IR {where}: {e}") from None
     return g
 
 

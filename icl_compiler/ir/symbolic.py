@@ -6,13 +6,12 @@ such expressions; they are resolved to ints at run time from the actual input sh
 """
 from __future__ import annotations
 
-from typing import Any
-
+import ast
 import re
+from typing import Any
 
 import numpy as np
 import sympy
-from sympy.parsing.sympy_parser import parse_expr
 
 Dim = Any  # int | sympy.Expr
 
@@ -70,24 +69,98 @@ def dim_to_json(d: Dim) -> int | str:
 
 
 _DIM_TEXT = re.compile(r"^[A-Za-z0-9_+\-*/(), ]*$")
-_DIM_FUNCS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Max": sympy.Max, "Min": sympy.Min,
-              "Integer": sympy.Integer, "Rational": sympy.Rational}
+_DIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# functions a saved dim may call, with their number of arguments (what sympy's str() prints)
+_DIM_FUNCS = {"floor": (sympy.floor, 1, 1), "ceiling": (sympy.ceiling, 1, 1),
+              "Max": (sympy.Max, 1, 16), "Min": (sympy.Min, 1, 16), "Mod": (sympy.Mod, 2, 2),
+              "Integer": (sympy.Integer, 1, 1), "Rational": (sympy.Rational, 2, 2)}
+# Bounds of a saved dim (it comes from a file): its text, every integer in it and every number
+# it evaluates to, and the exponent of a power (sympy prints seq*seq as seq**2).
+MAX_DIM_TEXT = 256
+MAX_DIM_INT = 2**63 - 1
+MAX_DIM_POWER = 8
 
 
 def dim_from_json(d: int | str) -> Dim:
-    """Parse a saved dim.  The text comes from a file, so it is parsed as a restricted
-    expression (identifiers, integers, + - * / and a few functions), never evaluated."""
-    if isinstance(d, str) and d.startswith("$"):
-        text = d[1:]
-        if not _DIM_TEXT.match(text) or "__" in text:
-            raise ValueError(f"not a dimension expression: {text[:60]!r}")
-        names = {n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if n not in _DIM_FUNCS}
-        expr = parse_expr(text, local_dict={n: sym(n) for n in names},
-                          global_dict=dict(_DIM_FUNCS), evaluate=True)
-        if not isinstance(expr, sympy.Basic):
-            raise ValueError(f"not a dimension expression: {text[:60]!r}")
-        return norm_dim(expr)
-    return d
+    """Parse a saved dim.  The text comes from a file, so it is parsed as a restricted expression
+    (names, integers up to 2**63 - 1, + - * / and powers with a literal exponent of at most
+    ``MAX_DIM_POWER``, and floor/ceiling/Max/Min/Mod/Integer/Rational), never evaluated; any
+    number it reduces to must stay within 2**63 - 1.  Anything else is a ValueError."""
+    if isinstance(d, bool) or not isinstance(d, (int, str)):
+        raise ValueError(f"not a dimension: {str(d)[:60]!r}")
+    if isinstance(d, int):
+        if abs(d) > MAX_DIM_INT:
+            raise ValueError(f"dimension {str(d)[:30]}... exceeds 2**63 - 1")
+        return d
+    if not d.startswith("$"):
+        raise ValueError(f"not a dimension: {d[:60]!r}")
+    text = d[1:]
+    if len(text) > MAX_DIM_TEXT:
+        raise ValueError(f"dimension expression longer than {MAX_DIM_TEXT} characters: "
+                         f"{text[:60]!r}...")
+    if not _DIM_TEXT.match(text) or "__" in text:
+        raise ValueError(f"not a dimension expression: {text[:60]!r}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise ValueError(f"not a dimension expression: {text[:60]!r}") from None
+    return norm_dim(_dim_node(tree.body, text))
+
+
+def _dim_bounded(x: sympy.Basic, text: str) -> sympy.Basic:
+    if x.is_number:
+        if not x.is_Rational or abs(x.p) > MAX_DIM_INT or x.q > MAX_DIM_INT:
+            raise ValueError(f"dimension expression {text[:60]!r} reduces to a number out of "
+                             "range (|n| <= 2**63 - 1)")
+    return x
+
+
+def _dim_node(node: ast.AST, text: str) -> sympy.Basic:
+    bad = ValueError(f"not a dimension expression: {text[:60]!r}")
+    if isinstance(node, ast.Constant):
+        if type(node.value) is not int or node.value > MAX_DIM_INT:
+            raise bad
+        return sympy.Integer(node.value)
+    if isinstance(node, ast.Name):
+        if not _DIM_NAME.match(node.id) or node.id in _DIM_FUNCS:
+            raise bad
+        return sym(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        x = _dim_node(node.operand, text)
+        return -x if isinstance(node.op, ast.USub) else x
+    if isinstance(node, ast.BinOp):
+        a = _dim_node(node.left, text)
+        if isinstance(node.op, ast.Pow):
+            e = node.right
+            neg = isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub)
+            e = e.operand if neg else e
+            if not (isinstance(e, ast.Constant) and type(e.value) is int
+                    and e.value <= MAX_DIM_POWER):
+                raise ValueError(f"dimension expression {text[:60]!r}: a power needs a literal "
+                                 f"integer exponent of at most {MAX_DIM_POWER}")
+            if a.is_number and a != 0 and abs(a.p) > 1 and e.value * max(
+                    abs(a.p).bit_length(), a.q.bit_length()) > 64:
+                raise ValueError(f"dimension expression {text[:60]!r} reduces to a number out of "
+                                 "range (|n| <= 2**63 - 1)")
+            return _dim_bounded(a ** (-e.value if neg else e.value), text)
+        b = _dim_node(node.right, text)
+        ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+               ast.Div: lambda: a / b}
+        op = ops.get(type(node.op))
+        if op is None or (isinstance(node.op, ast.Div) and b == 0):
+            raise bad
+        return _dim_bounded(op(), text)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        spec = _DIM_FUNCS.get(node.func.id)
+        if spec is None or not spec[1] <= len(node.args) <= spec[2]:
+            raise bad
+        args = [_dim_node(a, text) for a in node.args]
+        if node.func.id in ("Integer", "Rational") and not all(x.is_Integer for x in args):
+            raise bad
+        if node.func.id in ("Rational", "Mod") and args[1] == 0:
+            raise bad
+        return _dim_bounded(spec[0](*args), text)
+    raise bad
 
 
 def dim_str(d: Dim) -> str:

@@ -21,6 +21,7 @@ from lava.utils.weightutils import SignMode
 from ...semantics import fixed
 from .plan import Plan
 from .primitives import k_rule, v_rule
+from . import lifecycle
 from .procs.embedded_op.process import EmbeddedOps
 from .procs.graded_neuron.process import GradedNeurons
 from .procs.kq_neuron.process import KQNeuron
@@ -45,6 +46,7 @@ class Network:
     sink: object = None
     steps: int = 0
     tag: str = "fixed_pt"
+    guard: lifecycle.Guard | None = None  # its OS processes die with ours (compile..shutdown)
 
     @property
     def anchor(self):
@@ -125,7 +127,10 @@ def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
 
 
 def compile_network(net: Network) -> None:
-    net.anchor.create_runtime(run_cfg=Loihi2SimCfg(select_tag=net.tag))
+    net.guard = lifecycle.Guard()
+    net.guard.start()
+    with net.guard.forking():  # the actors Lava forks here die with this process
+        net.anchor.create_runtime(run_cfg=Loihi2SimCfg(select_tag=net.tag))
 
 
 # -- running under a deadline -------------------------------------------------------------------
@@ -168,6 +173,17 @@ def run_steps(net: Network, steps: int, deadline: float, timeout: float) -> None
 
 
 def shutdown(net: Network, graceful: bool) -> dict:
+    """Stop the network (see ``_shutdown``), then let its lifecycle guard kill whatever is left,
+    unlink its shared memory, restore the signal handlers and re-deliver a signal received
+    meanwhile (KeyboardInterrupt for SIGINT, death for SIGTERM)."""
+    try:
+        return _shutdown(net, graceful)
+    finally:
+        if net.guard is not None:
+            net.guard.close()
+
+
+def _shutdown(net: Network, graceful: bool) -> dict:
     """Stop the network and release its OS processes and shared memory, whatever state it is in.
 
     graceful: the last run completed, so Lava's own ``stop()`` is used; otherwise (timeout,
@@ -188,7 +204,7 @@ def shutdown(net: Network, graceful: bool) -> dict:
         try:
             net.anchor.stop()
             return {"shm": shm, "pids": pids}
-        except Exception:  # noqa: BLE001 - fall through to the forced path
+        except BaseException:  # noqa: BLE001 - a signal too: fall through to the forced path
             pass
     for a in infra.actors:
         try:
