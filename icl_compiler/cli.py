@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
                    + " (load prints the ONNX model, lower … partition the neuromorphic graph)")
     p.add_argument("--verify-ir", action="store_true", help="run the IR verifier after every pass")
     p.add_argument("--report", action="store_true", help="print report.json to stdout")
+    p.add_argument("--explain", action="store_true",
+                   help="when the model cannot be compiled, print every problem found, one per "
+                        "line, most fundamental first (softmax attention, then non-causal "
+                        "attention, then the rest)")
+    p.add_argument("--bind", action="append", metavar="NAME=HOW",
+                   help="value of an auxiliary model input at compile time: ones, zeros, arange or "
+                        "FILE.npy (repeatable; default by name: *mask* = ones, *position* = "
+                        "arange, *token_type* = zeros)")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds before a Lava run is stopped (default: 600)")
     return p
@@ -127,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"icl-compile: {e}", file=sys.stderr)
         return EXIT_RUN
     except CompileError as e:
-        print(f"icl-compile: cannot compile {args.model}: {e}", file=sys.stderr)
+        more = len(getattr(e, "blockers", [])) - 1
+        print(f"icl-compile: cannot compile {args.model}: {e}"
+              + (f" ({more} more problem(s): --explain lists them)" if more > 0
+                 and not args.explain else ""), file=sys.stderr)
+        if args.explain:
+            for k, b in enumerate(getattr(e, "blockers", [e]), 1):
+                print(f"  problem {k}: {b}", file=sys.stderr)
         return EXIT_COMPILE
     except KeyboardInterrupt:
         print("icl-compile: interrupted", file=sys.stderr)

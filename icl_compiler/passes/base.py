@@ -39,6 +39,7 @@ class PassContext:
     strict: bool = False  # quantise: saturation on the calibration data is an error
     calibration: np.ndarray | None = None  # quantise
     target: Target | None = None  # partition
+    bind: dict | None = None  # import: the auxiliary inputs' bindings (None: by name)
     report: dict[str, Any] = field(default_factory=dict)  # the sections the passes write
 
     @classmethod
@@ -46,7 +47,7 @@ class PassContext:
         return cls(max_context=opts.max_context, lowering=opts.lowering,
                    precision=opts.precision, weight_bits=opts.weight_bits,
                    error_target=opts.error_target, strict=opts.strict, calibration=calibration,
-                   target=opts.target)
+                   target=opts.target, bind=opts.bind)
 
 
 @dataclass
