@@ -104,6 +104,18 @@ def parse_bind(specs) -> dict | None:
     return out
 
 
+def valid_outputs(value) -> tuple | None:
+    """The ONNX outputs to compile: names (a list, or one comma-separated string), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v]
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, str) and v for v in value):
+        raise OptionError(f"outputs must be a list of output names, got {value!r}")
+    return tuple(value)
+
+
 def valid_target(value) -> Target:
     """The hardware target: None (one Loihi 2 chip), a Target, or a dict of
     ``targets.loihi2.get_target`` keywords (system, chips, cores_per_chip, …)."""
@@ -125,13 +137,14 @@ class CompileOptions:
     dump_ir: str | None = None  # print the IR after this pass (checked against the pipeline)
     verify_ir: bool = False  # run the tensor IR verifier after every pass
     bind: dict | None = None  # auxiliary model inputs → "ones" | "zeros" | "arange" | array
+    outputs: tuple | None = None  # the ONNX outputs to compile (None: all of them)
 
     @classmethod
     def from_kwargs(cls, *, precision: str = "float", lowering: str = "auto",
                     max_context: Any = None, weight_bits: Any = "auto",
                     error_target: Any = ERROR_TARGET, strict: bool = False, target: Any = None,
                     dump_ir: str | None = None, verify_ir: bool = False,
-                    bind: Any = None) -> CompileOptions:
+                    bind: Any = None, outputs: Any = None) -> CompileOptions:
         """Validate Python arguments (``compile()``'s keywords)."""
         if dump_ir is not None and not isinstance(dump_ir, str):
             raise OptionError(f"dump_ir must be a pass name, got {dump_ir!r}")
@@ -141,7 +154,8 @@ class CompileOptions:
                    weight_bits=valid_weight_bits(weight_bits),
                    error_target=positive_number("error_target", error_target),
                    strict=bool(strict), target=valid_target(target), dump_ir=dump_ir,
-                   verify_ir=bool(verify_ir), bind=valid_bind(bind))
+                   verify_ir=bool(verify_ir), bind=valid_bind(bind),
+                   outputs=valid_outputs(outputs))
 
     @classmethod
     def from_cli(cls, args) -> CompileOptions:
@@ -153,4 +167,5 @@ class CompileOptions:
                                max_context=args.max_context, weight_bits=args.weight_bits,
                                error_target=args.error_target, strict=args.strict,
                                target=hw or None, dump_ir=args.dump_ir, verify_ir=args.verify_ir,
-                               bind=parse_bind(getattr(args, "bind", None)))
+                               bind=parse_bind(getattr(args, "bind", None)),
+                               outputs=getattr(args, "outputs", None))

@@ -114,6 +114,43 @@ def token_input(shape: Sequence[Dim]) -> Layout:
     return tuple(lay)
 
 
+def to_json(layout: Layout) -> list:
+    """A JSON-able layout: axes of [kind, size, dup] (symbolic sizes as their text)."""
+    return [[[f.kind, f.size if not is_sym(f.size) else str(f.size), f.dup] for f in ax]
+            for ax in layout]
+
+
+def from_json(data) -> Layout:
+    from .symbolic import dim_from_json
+
+    out = []
+    for ax in data:
+        fs = []
+        for kind, size, dup in ax:
+            if kind not in (B, T, S, F):
+                raise ValueError(f"bad layout factor kind {kind!r}")
+            fs.append(Factor(kind, dim_from_json("$" + size) if isinstance(size, str)
+                             else int(size), bool(dup)))
+        out.append(tuple(fs))
+    return tuple(out)
+
+
+def output_view(tv: np.ndarray, layout: Layout, batch: int, seq: int) -> np.ndarray:
+    """A program output [B, T, n] (one token's features per row) in the ONNX output's layout.
+
+    A layout without a batch factor (an export with batch 1) gets one such array per sequence,
+    stacked on its size-1 leading axis (so B sequences give [B, ...])."""
+    # the run's batch and length, whatever sizes the export had
+    layout = tuple(tuple(replace(f, size=batch) if f.kind == B else replace(f, size=seq)
+                         if f.kind == T else f for f in ax) for ax in layout)
+    if has(layout, B):
+        return from_token_view(tv, layout, {})
+    parts = [from_token_view(tv[b:b + 1], layout, {}) for b in range(tv.shape[0])]
+    if parts and parts[0].ndim and parts[0].shape[0] == 1:
+        return np.concatenate(parts, axis=0)
+    return np.stack(parts)
+
+
 def fmt(layout: Layout) -> str:
     return "[" + ", ".join("·".join(map(repr, ax)) or "1" for ax in layout) + "]"
 

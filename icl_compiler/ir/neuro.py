@@ -235,6 +235,10 @@ class ProgramIO:
     input_pop: str | None = None  # feature input: the population holding the features
     # auxiliary ONNX inputs bound at compile time: {name: "ones" | "zeros" | "arange" | "file"}
     bound: dict = field(default_factory=dict)
+    # the ONNX outputs the output population holds, in order: {"name", "offset", "size",
+    # "layout"} with the layout as ir/layout.to_json writes it (empty: one output, the whole
+    # population, [batch, seq, features])
+    outputs: list = field(default_factory=list)
 
 
 @dataclass

@@ -48,7 +48,7 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                                f"({', '.join(sorted({c.op for c in g.consumers(o)}))}); only an "
                                "elementwise chain ending in ·V can be mapped")
     target = post[0].outputs[0] if post is not None else z
-    t_max, lengths = _t_max(g, p1, s_val, sides, ctx)
+    t_max, lengths = _t_max(g, p1, s_val, sides, ctx, info)
     s_lay = info[s_val].layout
     a_lay = info[a_val].layout
     pre_norm = next((n for n in nodes if "rownorm" in info[n.outputs[0]].flags), None)

@@ -209,6 +209,9 @@ def _fit_post(g, info, post, nodes, den_nodes, s_val, sides, fit, S_, A, a_lay):
     return fit[0], fit[1], "rowsum", eps
 
 def _buffer_size(g: Graph, sides) -> int | None:
+    """The fewest positions a constant table behind these values holds: sliced to the length
+    (a registered mask buffer, a learned positional parameter) or looked up by a position-only
+    index (an embedding of arange(T))."""
     sizes = []
     for v in sides:
         for n in ancestors(g, v):
@@ -217,22 +220,45 @@ def _buffer_size(g: Graph, sides) -> int | None:
                 shape = const(g, n.inputs[0]).shape
                 axes = a["axes"] if a["axes"] is not None else range(len(a["starts"]))
                 sizes += [shape[ax] for ax in axes]
+            elif n.op == "Gather" and const(g, n.inputs[0]) is not None \
+                    and const(g, n.inputs[1]) is None:
+                sizes.append(const(g, n.inputs[0]).shape[int(a.get("axis", 0))])
     return min(sizes) if sizes else None
 
-def _t_max(g: Graph, p1: Node, s_val: str, sides, ctx) -> tuple[int, list[int]]:
-    """T_max (context capacity) and the sequence lengths at which the region is checked."""
+
+def _position_tables(g: Graph, info) -> list[str]:
+    """Position-only values that token values read (positional embeddings and the like)."""
+    out = set()
+    for n in g.nodes.values():
+        if any(info.get(o) is not None and info[o].kind == Kind.TOKEN for o in n.outputs):
+            out.update(i for i in n.inputs if i and info.get(i) is not None
+                       and info[i].kind == Kind.POS)
+    return sorted(out)
+
+
+def _t_max(g: Graph, p1: Node, s_val: str, sides, ctx, info=None) -> tuple[int, list[int]]:
+    """T_max (context capacity) and the sequence lengths at which the region is checked.
+
+    T_max is ``--max-context``, else the static length, else the size of a constant buffer the
+    mask is sliced from, else the size of a positional table the model looks up (GPT-2's
+    learned positions bound its context)."""
     seq = g.values[s_val].shape[-1]
     buf = _buffer_size(g, sides)
+    table = None if buf is not None or info is None else _buffer_size(
+        g, _position_tables(g, info))
     if ctx.max_context is not None:
         t_max = int(ctx.max_context)
     elif not is_sym(seq):
         t_max = int(seq)
     elif buf is not None:
         t_max = int(buf)
+    elif table is not None:
+        t_max = int(table)
     else:
-        raise _err(p1, "the sequence axis is dynamic and the attention mask does not fix a "
-                       "maximum context length, so the number of plastic KV slots (T_max) is "
-                       "unknown", "pass --max-context N (compile(..., max_context=N))")
+        raise _err(p1, "the sequence axis is dynamic and neither the attention mask nor a "
+                       "positional table fixes a maximum context length, so the number of "
+                       "plastic KV slots (T_max) is unknown",
+                   "pass --max-context N (compile(..., max_context=N))")
     if not is_sym(seq):
         return t_max, [int(seq)]
     cap = min(t_max, buf or t_max, 64)

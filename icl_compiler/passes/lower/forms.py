@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...ir import layout as L
 from ...ir.graph import Node
 
 # ops that only move data: their feature map is an index map (exact, cheap to probe)
@@ -55,12 +54,20 @@ def _short(value: str) -> str:
     return value if len(value) <= 48 else "…" + value[-47:]
 
 
-def _output_canonical(lay) -> bool:
-    """[B?, T, features...] (size-1 axes aside): what the program's outputs look like."""
-    ks = [tuple(f.kind for f in ax) for ax in lay if ax]
-    if ks and ks[0] == (L.B,):
-        ks = ks[1:]
-    return len(ks) >= 1 and ks[0] == (L.T,) and all(all(k == L.F for k in ax) for ax in ks[1:])
+def _stack(forms: list[Affine]) -> Affine:
+    """One form holding the given forms' rows one after the other."""
+    n = sum(f.n for f in forms)
+    terms, bias, off = [], None, 0
+    for f in forms:
+        for p, W in f.terms:
+            Wn = np.zeros((n, W.shape[1]))
+            Wn[off:off + f.n] = W
+            terms.append((p, Wn))
+        if f.bias is not None:
+            bias = np.zeros(n) if bias is None else bias
+            bias[off:off + f.n] = f.bias
+        off += f.n
+    return Affine(n, terms, bias)
 
 
 def _monomial(M: np.ndarray):

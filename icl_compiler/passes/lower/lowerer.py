@@ -16,7 +16,7 @@ from ...ir.symbolic import is_sym, resolve
 from ..classify import Info, Kind, classify
 from ..util import ancestors
 from .forms import (AFFINE, MAPPED, MOVES, NEURON_HINTS, Affine, _add, _compose, _monomial, _op,
-                    _output_canonical, _short)
+                    _short, _stack)
 from .neurons import NeuronOps
 
 
@@ -157,11 +157,20 @@ class Lowerer(NeuronOps):
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> NeuroGraph:
         g = self.t
-        if len(g.inputs) != 1 or len(g.outputs) != 1:
+        if len(g.inputs) != 1 or not g.outputs:
             raise CompileError("the compiler handles models with exactly one input and one output "
-                               f"(this one has inputs {', '.join(g.inputs)} and outputs "
+                               f"or more (this one has inputs {', '.join(g.inputs)} and outputs "
                                f"{', '.join(g.outputs)})",
                                hint="bind extra inputs with --bind NAME=ones|zeros|arange|FILE.npy")
+        bad = [o for o in g.outputs if self.info[o].kind != Kind.TOKEN]
+        if bad:
+            good = [o for o in g.outputs if o not in bad]
+            i = self.info[bad[0]]
+            raise CompileError(f"the model output {bad[0]!r} is not computed token by token "
+                               f"({i.kind.value}{': ' + i.reason if i.reason else ''}), so the "
+                               "program cannot produce it",
+                               hint=(f"compile the others with --outputs {','.join(good)}"
+                                     if good else None))
         self.x = x = g.inputs[0]
         xv = g.values[x]
         self._setup_dims()
@@ -190,19 +199,20 @@ class Lowerer(NeuronOps):
             layer = self.lower_node(node, layer)
             for v in node.outputs:
                 self._share(v)
-        out = g.outputs[0]
-        oi = self.info[out]
-        if oi.kind != Kind.TOKEN:
-            raise CompileError(f"the output {out!r} is not computed token by token "
-                               f"({oi.kind.value}{': ' + oi.reason if oi.reason else ''})")
-        if not _output_canonical(oi.layout):
-            raise CompileError(f"the output {out!r} has the layout {L.fmt(oi.layout)}; the "
-                               "program produces [batch, seq, features...] outputs")
-        form = self.form_of(out)
+        # one output population holds every ONNX output, each in its own rows
+        forms, specs, off = [], [], 0
+        for out in g.outputs:
+            f = self.form_of(out)
+            specs.append({"name": out, "offset": off, "size": f.n,
+                          "layout": L.to_json(self.info[out].layout)})
+            forms.append(f)
+            off += f.n
+        form = forms[0] if len(forms) == 1 else _stack(forms)
         pop = self.materialise_form(form, "output", NeuronModel.OUTPUT, None,
                                     placement=Placement.HOST)
-        self.ng.io = ProgramIO(input=x, input_kind=self.input_kind, output=out, output_pop=pop,
-                               vocab=self.vocab, input_pop=self.input_pop)
+        self.ng.io = ProgramIO(input=x, input_kind=self.input_kind, output=g.outputs[0],
+                               output_pop=pop, vocab=self.vocab, input_pop=self.input_pop,
+                               outputs=specs)
         return self.ng
 
     def _mixing(self, node: Node) -> CompileError:
