@@ -41,6 +41,7 @@ import math
 import numpy as np
 
 from ..errors import CompileError
+from ..ir.ops import ROW_NORMS
 from ..ir.neuro import Lowering, NeuroGraph, NeuronModel, QuantParams, SynapseGroup
 from ..options import ERROR_TARGET, positive_number, valid_weight_bits
 from ..semantics.fixed import DENSE_SUM_LIMIT, K_RANGE, MANTISSA_MAX, PAYLOAD_BITS, RES_SCALE
@@ -260,7 +261,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
         acc_int = mx(h.out + ":acc") / (sv * sa)
         e_v = -max(0, _exp_for(acc_int, lim(h.out, ACT_MAX)))
         out = q.pop(h.out)
-        if h.normalise == "rowsum":
+        if h.normalise in ROW_NORMS:
             out.scale = mx(h.out) / lim(h.out, ACT_MAX)
         else:
             out.scale = sv * sa * 2.0**(-e_v)
