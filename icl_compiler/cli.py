@@ -14,6 +14,7 @@ import numpy as np
 from .compiler import STAGES
 from .errors import CompileError, OptionError
 from .options import LOWERINGS, PRECISIONS, WEIGHT_BITS, CompileOptions, positive_number
+from .runtime.outdir import OutputError
 
 EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except _RunFailed as e:
         print(f"icl-compile: {e}", file=sys.stderr)
         return EXIT_RUN
+    except OutputError as e:  # the program compiled, but OUT cannot be written
+        print(f"icl-compile: {e}", file=sys.stderr)
+        return e.exit_code
     except CompileError as e:
         more = len(getattr(e, "blockers", [])) - 1
         print(f"icl-compile: cannot compile {args.model}: {e}"
@@ -275,14 +279,15 @@ def _verify(prog, args, xrun, calib, outputs) -> dict:
 
 
 def _picture(prog) -> bytes | None:
-    import tempfile
+    """partition.svg's bytes (built in memory: nothing is written before the output directory),
+    or None with a note when the picture would be too large to draw."""
+    from .runtime.picture import PictureTooLarge, partition_picture
 
-    from .runtime.picture import write_partition_picture
-
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "partition.svg"
-        write_partition_picture(prog.report["resources"], p)
-        return p.read_bytes()
+    try:
+        return partition_picture(prog.report["resources"]).encode()
+    except PictureTooLarge as e:
+        print(f"note: partition.svg is not written: {e}", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":
