@@ -75,6 +75,10 @@ def test_compile_with_an_options_object():
     (("--tolerance", "nan"), "--tolerance"),
     (("--tolerance", "-1"), "--tolerance"),
     (("--timeout", "0"), "--timeout"),
+    (("--timeout", "nan"), "--timeout"),  # item 2: NaN switched the Lava timeout off
+    (("--timeout", "inf"), "--timeout"),
+    (("--timeout", "-5"), "--timeout"),
+    (("--tolerance", "inf"), "--tolerance"),
     (("--dump-ir", "nonsense"), "fuse_linear"),
     (("--dump-ir", "quantise"), "precision fixed"),
 ])

@@ -1,13 +1,17 @@
 """A compiled program: the neuromorphic graph, its I/O contract and its report."""
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import math
 import os
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompileError, NeuroVerifyError
+from ..errors import CompileError, NeuroVerifyError, OptionError
 from ..ir import layout, neuro_serialize
 from ..ir.neuro import NeuroGraph, ProgramIO, verify_neuro
 from ..semantics import neurons
@@ -52,7 +56,15 @@ class Program:
 
     # -- running --------------------------------------------------------------------------------
     def check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
+        """``x`` as an array shaped like the ONNX input, or ValueError saying what is wrong:
+        token ids ``[batch, seq]`` (integers in [0, vocab)) or features ``[batch, seq, F]``
+        (finite real numbers: complex, boolean, string and object arrays are refused, never
+        cast).  An empty batch (batch = 0) is valid for both kinds; an empty sequence is not."""
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:  # ragged nested lists
+            raise ValueError(f"the input is not an array ({str(e).splitlines()[0][:100]})") \
+                from None
         kind = self.io.input_kind
         if kind == "tokens":
             if x.ndim != 2 or x.dtype.kind not in "iu":
@@ -63,6 +75,10 @@ class Program:
                 raise ValueError(f"token ids must lie in [0, {vocab}), got [{x.min()}, {x.max()}]")
         else:
             n = self.ng.pop(self.io.input_pop).size
+            if x.dtype.kind not in "iuf":
+                why = " (the imaginary part would be dropped)" if x.dtype.kind == "c" else ""
+                raise ValueError(f"features must be real numbers (integers or floats), got "
+                                 f"{x.dtype}{why}")
             if x.ndim != 3 or x.shape[-1] != n:
                 raise ValueError(f"expected features shaped [batch, seq, {n}], got {list(x.shape)}")
             if not np.all(np.isfinite(x)):
@@ -80,19 +96,24 @@ class Program:
 
         Returns the output shaped like the ONNX output (e.g. [batch, seq, n]), dequantised to
         float; a tuple of them, in the ONNX order, when the program has several outputs.
-        ``return_payload=True`` returns the raw integer payloads in fixed mode.
+        ``return_payload=True`` returns the raw integer payloads in fixed mode.  ``backend="lava"``
+        takes the keyword options of ``backends.lava.run_program`` (``timeout`` in seconds, a
+        positive finite number, …); any other keyword is a TypeError.  An empty batch gives an
+        empty result (``[0, seq, n]``) on both backends.
         """
+        kw = _run_options(backend, kw)
         x = self.check_input(x)
-        if backend == "numpy":
+        if x.shape[0] == 0:
+            y = np.zeros((0, x.shape[1], self.ng.pop(self.io.output_pop).size),
+                         neurons.dtype(self.fixed))
+        elif backend == "numpy":
             from ..backends.numpy import run
 
             y, self.last_stats, self.last_state = run(self.ng, x)
-        elif backend == "lava":
+        else:
             from ..backends.lava import run_program
 
             y, self.last_lava = run_program(self, x, **kw)
-        else:
-            raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
         return self.onnx_outputs(y if return_payload else self.dequantise(y))
 
     def onnx_outputs(self, y: np.ndarray):
@@ -129,6 +150,35 @@ class Program:
 
 def _json_bytes(obj) -> bytes:
     return json.dumps(obj, indent=1, default=_json_default).encode()
+
+
+BACKENDS = ("numpy", "lava")
+
+
+def _run_options(backend, kw: dict) -> dict:
+    """Check ``Program.run``'s backend and keyword options before anything runs: an unknown
+    keyword (a typo such as ``backnd=``) is a TypeError, not an option silently ignored, and the
+    Lava ``timeout`` must be a positive finite number (NaN would switch it off)."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
+    allowed: tuple[str, ...] = ()
+    if backend == "lava":
+        from ..backends.lava import run_program
+
+        allowed = tuple(n for n, p in inspect.signature(run_program).parameters.items()
+                        if p.kind == p.KEYWORD_ONLY)
+    bad = sorted(set(kw) - set(allowed))
+    if bad:
+        close = difflib.get_close_matches(bad[0], ("backend", "return_payload") + allowed, 1)
+        raise TypeError(f"Program.run() got an unexpected keyword argument {bad[0]!r}"
+                        + (f" (did you mean {close[0]!r}?)" if close else "")
+                        + f"; backend={backend!r} takes "
+                        + (", ".join(allowed) if allowed else "no options"))
+    if "timeout" in kw:
+        t = kw["timeout"]
+        if isinstance(t, bool) or not isinstance(t, Real) or not 0 < t < math.inf:
+            raise OptionError(f"timeout must be a positive number of seconds, got {t!r}")
+    return kw
 
 
 def _is_program_file(path: Path) -> bool:

@@ -216,3 +216,84 @@ def test_a_corrupt_program_is_a_compile_error(tmp_path):
     (tmp_path / "p" / "weights.npz").unlink()
     with pytest.raises(icl.CompileError, match="weights.npz"):
         icl.load(tmp_path / "p")
+
+
+# -- run()'s arguments (issue 16, items 2 and 11) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tok_prog():
+    return icl.compile(fixture("tok_identity_trilmul_1l1h")[0], max_context=16)
+
+
+@pytest.fixture(scope="module")
+def feat_prog():
+    return icl.compile(fixture(FEAT)[0], max_context=16)
+
+
+def _features(prog, batch=1, seq=3):
+    return np.ones((batch, seq, prog.ng.pop(prog.io.input_pop).size))
+
+
+def test_an_unknown_keyword_is_an_error_not_a_silent_numpy_run(tok_prog):
+    """Item 11: run(x, backnd="lava") ran numpy and said nothing."""
+    x = np.zeros((1, 3), np.int64)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'backnd' \(did you mean "
+                                        r"'backend'\?\); backend='numpy' takes no options"):
+        tok_prog.run(x, backnd="lava")
+    with pytest.raises(TypeError, match=r"'timeout'.*backend='numpy' takes no options"):
+        tok_prog.run(x, timeout=5)
+    with pytest.raises(TypeError, match=r"'fresh_netwrk' \(did you mean 'fresh_network'\?\); "
+                                        r"backend='lava' takes timeout, fresh_network"):
+        tok_prog.run(x, backend="lava", fresh_netwrk=True)
+    with pytest.raises(ValueError, match="unknown backend 'loihi'"):
+        tok_prog.run(x, backend="loihi")
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), -float("inf"), 0, -1, True, "10"])
+def test_the_lava_timeout_must_be_a_positive_finite_number(tok_prog, t):
+    """Item 2: run(..., backend="lava", timeout=nan) switched the timeout off (no deadline
+    compares greater than NaN).  The check comes before Lava is even imported."""
+    with pytest.raises(OptionError, match="timeout must be a positive number of seconds"):
+        tok_prog.run(np.zeros((1, 3), np.int64), backend="lava", timeout=t)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "lava"])
+def test_empty_batches_give_empty_results_for_tokens_and_features(tok_prog, feat_prog, backend):
+    """Item 11: an empty token batch raised a raw numpy error, an empty feature batch returned
+    an empty result.  Both return [0, seq, n] now (on Lava without starting a network)."""
+    for prog, x in ((tok_prog, np.zeros((0, 3), np.int64)), (feat_prog, _features(feat_prog, 0))):
+        n = prog.ng.pop(prog.io.output_pop).size
+        y = prog.run(x, backend=backend)
+        assert y.shape == (0, 3, n) and y.dtype == np.float64
+        assert prog.run(x, backend=backend, return_payload=True).shape == (0, 3, n)
+    for prog, x in ((tok_prog, np.zeros((2, 0), np.int64)), (feat_prog, _features(feat_prog, 2, 0))):
+        with pytest.raises(ValueError, match="empty sequence"):
+            prog.run(x, backend=backend)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda x: x + 1j, r"complex128 \(the imaginary part would be dropped\)"),
+    (lambda x: x.astype(bool), "got bool"),
+    (lambda x: x.astype(object), "got object"),
+    (lambda x: x.astype(str), "got <U"),
+])
+def test_features_must_be_real_numbers(feat_prog, make, words):
+    """Item 11: complex features were accepted with the imaginary part dropped."""
+    with pytest.raises(ValueError, match="features must be real numbers.*" + words):
+        feat_prog.run(make(_features(feat_prog)))
+    y = feat_prog.run(_features(feat_prog).astype(np.int64))  # integers are real numbers
+    assert np.array_equal(y, feat_prog.run(_features(feat_prog)))
+
+
+def test_a_ragged_input_is_a_value_error(tok_prog):
+    with pytest.raises(ValueError, match="not an array|expected token ids"):
+        tok_prog.run([[1, 2], [3]])
+
+
+def test_cli_complex_run_input_is_a_usage_error(tmp_path, capsys):
+    path, x, _ = fixture(FEAT)
+    np.save(tmp_path / "x.npy", x.astype(np.complex64))
+    code, _, err = run_cli(capsys, path, "-o", tmp_path / "out", "--run", tmp_path / "x.npy")
+    line = one_line(err)
+    assert code == 2 and "imaginary part" in line
+    assert not (tmp_path / "out").exists()
