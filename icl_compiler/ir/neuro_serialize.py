@@ -30,8 +30,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
-from .neuro import (Encoding, HeadSpec, LearningRule, NeuroGraph, NormParams, OffcoreOp,
-                    Population, ProgramIO, QuantParams, SynapseGroup)
+from .neuro import (Encoding, HeadSpec, LearningRule, NeuroGraph, NeuronModel, NormParams,
+                    OffcoreOp, Population, ProgramIO, QuantParams, SynapseGroup)
 
 # Bounds of a loaded program (a file must not make the loader or a run allocate without limit).
 MAX_POPULATION_SIZE = 2**24  # neurons of one population: 16 Loihi 2 chips' worth (2^20 each)
@@ -231,6 +231,41 @@ def _check_references(ng: NeuroGraph) -> None:
         if o.population not in ng.g:
             raise ProgramFormatError(f"offcore[{i}].population: unknown population "
                                      f"{o.population!r}")
+    # slot neurons and plastic synapses exist only as parts of a head
+    slots = [h.slots for h in ng.heads]
+    for p in ng.populations():
+        if (p.model == NeuronModel.SLOT) != (p.name in slots):
+            raise ProgramFormatError(f"population {p.name}: " + (
+                "slot neurons of no head" if p.model == NeuronModel.SLOT
+                else f"a {p.model} population as a head's slots"))
+    plastic = [s for h in ng.heads for s in (h.k_syn, h.v_syn)]
+    if len(set(slots)) != len(slots) or len(set(plastic)) != len(plastic):
+        raise ProgramFormatError("neuro.heads: two heads share slots or plastic synapses")
+    for s in ng.synapses():
+        if s.plastic and s.name not in plastic:
+            raise ProgramFormatError(f"synapses {s.name}: plastic synapses of no head")
+    if ng.precision == "fixed":
+        _check_quantiser(ng)
+
+
+def _check_quantiser(ng: NeuroGraph) -> None:
+    """The quantiser's parameters that a fixed-point run reads."""
+    need: dict[str, tuple[str, ...]] = {}
+    for h in ng.heads:
+        need[h.slots] = ("r", "r2")
+        need[h.out] = ("s_v", "s_a") if h.normalise == "rowsum" else ("e_v",)
+    for p in ng.populations():
+        if p.model == NeuronModel.NORM:
+            need[p.name] = ("in_scale",)
+    for name, keys in need.items():
+        q = ng.pop(name).q
+        missing = [k for k in keys if q is None or getattr(q, k) is None]
+        if missing:
+            raise ProgramFormatError(f"population {name}: fixed point needs the quantiser's "
+                                     f"{', '.join(missing)} (q)")
+    for p in ng.populations():
+        if not p.scale > 0:
+            raise ProgramFormatError(f"population {p.name}: scale {p.scale!r} (must be > 0)")
 
 
 # -- typed fields -----------------------------------------------------------------------------------
@@ -298,8 +333,8 @@ def _keys(d: dict, names: set[str], where: str) -> None:
     missing, extra = sorted(names - set(d)), sorted(set(d) - names)
     if missing or extra:
         raise ProgramFormatError(f"{where}: " + "; ".join(
-            ([f"missing field(s) {missing}"] if missing else [])
-            + ([f"unknown field(s) {[_show(k) for k in extra[:5]]}"] if extra else [])))
+            ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+            + ([f"unknown field(s) {', '.join(_show(k) for k in extra[:5])}"] if extra else [])))
 
 
 def _show(v: Any) -> str:
