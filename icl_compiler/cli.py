@@ -16,6 +16,7 @@ from .compiler import STAGES
 from .errors import CompileError, OptionError
 from .options import LOWERINGS, PRECISIONS, WEIGHT_BITS, CompileOptions, positive_number
 from .runtime.outdir import OutputError
+from .runtime.program import check_output_dir
 
 EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
@@ -174,6 +175,7 @@ def _main(args) -> int:
                 positive_number(f"--{name}", getattr(args, name))
     except OptionError as e:
         raise _Usage(str(e)) from None
+    check_output_dir(args.out, force=args.force)  # a foreign -o is refused before compiling
     calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else None
     xrun = _load_npy(args.run, "--run") if args.run else None
     if args.precision == "float" and calib is not None:

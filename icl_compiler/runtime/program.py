@@ -16,9 +16,10 @@ from ..ir import layout, neuro_serialize
 from ..ir.neuro import NeuroGraph, ProgramIO, verify_neuro
 from ..semantics import neurons
 from .outdir import OutputError, write_output_dir
+from .outdir import check_output_dir as check_dir
 from .safeload import ArraySpec, ProgramFileError, load_program_files, read_json_file
 
-__all__ = ["Program", "load", "OutputError", "ProgramFileError", "FORMAT", "PROGRAM_FILES",
+__all__ = ["Program", "load", "check_output_dir", "OutputError", "ProgramFileError", "FORMAT", "PROGRAM_FILES",
            "OWNED_FILES"]
 
 # v2: the typed neuromorphic IR (enumerations, quantiser parameters, norm parameters, declared
@@ -146,6 +147,12 @@ class Program:
         return write_output_dir(directory, files, force=force,
                                 is_previous=lambda d: _is_program_file(d / "program.json"),
                                 owned=OWNED_FILES).path
+
+
+def check_output_dir(directory: str | os.PathLike, *, force: bool = False) -> None:
+    """OutputError now if :meth:`Program.save` would refuse ``directory`` (a file, a dangling
+    symlink, a foreign non-empty directory without ``force``); nothing is written."""
+    check_dir(directory, force=force, is_previous=lambda d: _is_program_file(d / "program.json"))
 
 
 def _json_bytes(obj) -> bytes:

@@ -82,10 +82,10 @@ def test_a_foreign_directory_is_refused_and_force_keeps_its_files(tmp_path, caps
     out = tmp_path / "out"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
-    code, _, err = run_cli(capsys, fixture(SMALL)[0], "-o", out)
+    code, stdout, err = run_cli(capsys, fixture(SMALL)[0], "-o", out)
     line = one_line(err)
     assert code == 3 and "not empty and holds no previous program" in line and "--force" in line
-    assert str(out) in line
+    assert str(out) in line and stdout == "", "refused before compiling (no report printed)"
     assert os.listdir(out) == ["thesis.tex"] and (out / "thesis.tex").read_text() == "precious"
     assert not leftovers(tmp_path)
     code, _, _ = run_cli(capsys, fixture(SMALL)[0], "-o", out, "--force")
