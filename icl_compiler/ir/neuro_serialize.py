@@ -30,6 +30,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
+from . import layout
 from .neuro import (Encoding, HeadSpec, LearningRule, NeuroGraph, NeuronModel, NormParams,
                     OffcoreOp, Population, ProgramIO, QuantParams, SynapseGroup)
 
@@ -38,6 +39,7 @@ MAX_POPULATION_SIZE = 2**24  # neurons of one population: 16 Loihi 2 chips' wort
 MAX_INT = 2**53  # any other integer field (exponents, shifts, payloads, layers)
 MAX_ATTR_ARRAY_BYTES = 2**20  # an array annotation (attrs) of a population or synapse group
 MAX_STRING = 4096  # a name or another string field
+BOUND_KINDS = ("ones", "zeros", "arange", "file")  # how an auxiliary input was bound (io.bound)
 
 
 class ProgramFormatError(ValueError):
@@ -222,6 +224,11 @@ def _check_references(ng: NeuroGraph) -> None:
         name = getattr(io, end)
         if name is not None and name not in ng.g:
             raise ProgramFormatError(f"neuro.io.{end}: unknown population {name!r}")
+    _check_outputs(io, ng.pop(io.output_pop).size)
+    for name, how in io.bound.items():
+        if not isinstance(how, str) or how not in BOUND_KINDS:
+            raise ProgramFormatError(f"neuro.io.bound.{_show(name)}: {_show(how)} is not one of "
+                                     f"{list(BOUND_KINDS)}")
     if io.input_kind == "tokens":
         ids = [p for p in ng.populations() if p.encoding == Encoding.ONE_HOT]
         if io.vocab is None or not ids or any(p.size != io.vocab for p in ids):
@@ -246,6 +253,31 @@ def _check_references(ng: NeuroGraph) -> None:
             raise ProgramFormatError(f"synapses {s.name}: plastic synapses of no head")
     if ng.precision == "fixed":
         _check_quantiser(ng)
+
+
+def _check_outputs(io: ProgramIO, n: int) -> None:
+    """``io.outputs``: slices of the output population (offset, size) each with a token-local
+    layout (B, T and F factors) of that many features, which ``Program.onnx_outputs`` can apply
+    (checked on one token)."""
+    for i, o in enumerate(io.outputs):
+        where = f"neuro.io.outputs[{i}]"
+        _keys(_obj(o, where), {"name", "offset", "size", "layout"}, where)
+        _string(o["name"], f"{where}.name")
+        off = _int(o["offset"], f"{where}.offset", 0, n - 1)
+        size = _int(o["size"], f"{where}.size", 1, n - off)
+        try:
+            lay = layout.from_json(_list(o["layout"], f"{where}.layout"))
+            ks = layout.kinds(lay)
+            ok = (set(ks) <= {layout.B, layout.T, layout.F} and ks.count(layout.T) == 1
+                  and ks.count(layout.B) <= 1 and layout.n_features(lay) == size)
+            if ok:
+                layout.output_view(np.zeros((1, 1, size)), lay, 1, 1)
+        except ProgramFormatError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError):
+            ok = False
+        if not ok:
+            raise ProgramFormatError(f"{where}.layout: not a token layout of {size} features")
 
 
 def _check_quantiser(ng: NeuroGraph) -> None:
@@ -326,6 +358,8 @@ def _typed(v: Any, tp: Any, where: str) -> Any:
         return _string(v, where)
     if origin is dict or tp is dict:
         return _obj(v, where)
+    if origin is list or tp is list:
+        return _list(v, where)
     raise ProgramFormatError(f"{where}: cannot read a field of type {tp}")  # a new IR type
 
 

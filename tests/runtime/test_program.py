@@ -434,3 +434,41 @@ def test_saved_programs_load_and_run_the_same(saved):
     for which in ("fixed", "float"):
         prog = icl.load(saved / which)
         assert prog.precision == which and prog.run(x).shape[:2] == x.shape
+
+
+def test_a_program_with_several_outputs_round_trips_and_its_output_specs_are_checked(tmp_path):
+    """use_cache exports: io.outputs (slices of the output population with their layouts) and
+    io.bound come back as saved; a tampered slice or layout is refused at load, not at run."""
+    import shutil
+
+    from tests.test_corpus import MODELS, _case
+
+    m = next(m for m in MODELS if m["name"] == "gpt2_relu_additive__ts17_dynamic_mask_cache")
+    path, x, _, ctx = _case(m)
+    prog = icl.compile(path, precision="fixed", calibration=x, max_context=ctx)
+    assert len(prog.io.outputs) == 5 and prog.io.bound == {"attention_mask": "ones"}
+    prog.save(tmp_path / "p")
+    back = icl.load(tmp_path / "p")
+    assert back.io == prog.io
+    ys, zs = prog.run(x), back.run(x)
+    assert len(ys) == 5 and all(np.array_equal(y, z) for y, z in zip(ys, zs))
+    empty = back.run(x[:0])  # an empty batch keeps every output's layout
+    assert [e.shape[1:] for e in empty] == [y.shape[1:] for y in ys] and empty[0].shape[0] == 0
+    for name, tamper, words in [
+        ("offset", lambda o: o[1].update(offset=10**6), r"outputs\[1\]\.offset"),
+        ("size", lambda o: o[1].update(size=0), r"outputs\[1\]\.size"),
+        ("layout", lambda o: o[1].update(layout=[[["F", 7, False]]]),
+         r"outputs\[1\]\.layout: not a token layout of 32 features"),
+        ("kind", lambda o: o[0]["layout"][0][0].__setitem__(0, "Q"), r"outputs\[0\]\.layout"),
+        ("keys", lambda o: o[0].pop("name"), r"outputs\[0\]: missing field\(s\) name"),
+    ]:
+        d = tmp_path / name
+        shutil.copytree(tmp_path / "p", d)
+        _tamper_json(d, lambda doc: tamper(doc["neuro"]["io"]["outputs"]))
+        with pytest.raises(icl.CompileError, match=words):
+            icl.load(d)
+    d = tmp_path / "bound"
+    shutil.copytree(tmp_path / "p", d)
+    _tamper_json(d, lambda doc: doc["neuro"]["io"]["bound"].update(attention_mask="twos"))
+    with pytest.raises(icl.CompileError, match=r"io\.bound\.'attention_mask': 'twos' is not one"):
+        icl.load(d)
