@@ -123,9 +123,8 @@ class Program:
         specs = self.io.outputs
         if not specs:
             return y
-        outs = [layout.output_view(y[..., s["offset"]:s["offset"] + s["size"]],
-                                   layout.from_json(s["layout"]), y.shape[0], y.shape[1])
-                for s in specs]
+        outs = [_output_view(y[..., s["offset"]:s["offset"] + s["size"]],
+                             layout.from_json(s["layout"])) for s in specs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def dequantise(self, y: np.ndarray) -> np.ndarray:
@@ -157,6 +156,16 @@ def check_output_dir(directory: str | os.PathLike, *, force: bool = False) -> No
 
 def _json_bytes(obj) -> bytes:
     return json.dumps(obj, indent=1, default=_json_default).encode()
+
+
+def _output_view(tv: np.ndarray, lay) -> np.ndarray:
+    """``layout.output_view``, also for an empty batch: a layout without a batch factor (an
+    export with batch 1) stacks one array per sequence, so zero sequences give the stack of
+    none, shaped as one sequence's array with a leading 0."""
+    if tv.shape[0] == 0 and not layout.has(lay, layout.B):
+        one = layout.output_view(np.zeros((1,) + tv.shape[1:], tv.dtype), lay, 1, tv.shape[1])
+        return one[:0]
+    return layout.output_view(tv, lay, tv.shape[0], tv.shape[1])
 
 
 BACKENDS = ("numpy", "lava")

@@ -454,6 +454,11 @@ def test_a_program_with_several_outputs_round_trips_and_its_output_specs_are_che
     assert len(ys) == 5 and all(np.array_equal(y, z) for y, z in zip(ys, zs))
     empty = back.run(x[:0])  # an empty batch keeps every output's layout
     assert [e.shape[1:] for e in empty] == [y.shape[1:] for y in ys] and empty[0].shape[0] == 0
+    # an export with batch 1 has layouts without a batch factor: one array per sequence,
+    # stacked; an empty batch stacked none (a raw numpy error) and now gives a leading 0
+    back.io.outputs[1]["layout"] = back.io.outputs[1]["layout"][1:]  # [2, T, 16]
+    one, none = back.run(x[:1])[1], back.run(x[:0])[1]
+    assert one.shape == (1, 2, x.shape[1], 16) and none.shape == (0, 2, x.shape[1], 16)
     for name, tamper, words in [
         ("offset", lambda o: o[1].update(offset=10**6), r"outputs\[1\]\.offset"),
         ("size", lambda o: o[1].update(size=0), r"outputs\[1\]\.size"),
