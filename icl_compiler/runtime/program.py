@@ -88,6 +88,13 @@ class Program:
             raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
         return y if return_payload else self.dequantise(y)
 
+    def session(self, batch: int = 1, backend: str = "numpy", **kw):
+        """A streaming session: ``step(x_t)`` feeds one token per sequence and keeps the plastic
+        state between calls (see ``runtime/session.py``)."""
+        from .session import Session
+
+        return Session(self, batch=batch, backend=backend, **kw)
+
     def dequantise(self, y: np.ndarray) -> np.ndarray:
         """Real values of raw outputs (integer payloads in fixed mode)."""
         return neurons.dequantise(y, self.ng.pop(self.io.output_pop).scale, self.fixed)

@@ -58,7 +58,7 @@ def wrap32(x) -> np.ndarray:
 
 def shift(a, exp: int) -> np.ndarray:
     """Lava's weight_exp shift of an int32 sum: ``a << exp`` (int32 wrap) or ``a >> -exp`` (floor)."""
-    a = wrap32(a)
+    a = wrap32_needed(a)
     exp = int(exp)
     if exp > 0:
         return wrap32(a << exp)
@@ -311,16 +311,36 @@ def k_read_causal(K, q, t0: int, exp: int = 0, residual: bool = False) -> np.nda
     """Scores [B, T, T_max] of the queries q [B, T, d] of tokens t0 … t0+T−1, each reading K as it
     was right after its own token's write: ``K`` holds the writes of all T tokens, slots after a
     query's token score 0 (the rows it would have read are still zero; the caller checks that K's
-    rows ≥ t0 held nothing before these writes).  Equal to :func:`k_read` token by token; the
-    product runs in float64 BLAS, exact because |K| ≤ 256 and |q payload| < 2^31 bound every
-    partial sum by 2^39·lanes (``products.int_matmul``)."""
+    rows ≥ t0 held nothing before these writes).  Equal to :func:`k_read` token by token.
+
+    When no |q| reaches 2^31 (so q and −q are their own int32 wraps) the read payloads
+    ``[q, −q(, q >> 7)]`` give Σ K⁺q + K⁻(−q) (+ K_lo(q >> 7)) = Σ (K⁺ − K⁻)·q (+ …) exactly, a
+    product with half the lanes.  It runs in float64 BLAS, exact because |K⁺ − K⁻| ≤ 511 and
+    |q| < 2^31 bound every partial sum by 2^40·d (``products.int_matmul``)."""
     from .products import int_matmul
 
     K = np.asarray(K, np.int64)
-    qp = q_payload(q, residual)
-    a = int_matmul(qp, K.transpose(0, 2, 1), b_colsum=K.shape[-1] * -WEIGHT_MIN)
+    q = np.asarray(q, np.int64)
+    d = q.shape[-1]
+    if q.size == 0 or absmax_int(q) < -INT32_MIN:
+        lhs = [q] + ([q >> RES_BITS] if residual else [])
+        rhs = [K[..., :d] - K[..., d:2 * d]] + ([K[..., 2 * d:]] if residual else [])
+        colsum = d * (2 * WEIGHT_MAX + 1) + (d * -WEIGHT_MIN if residual else 0)
+        lhs = lhs[0] if len(lhs) == 1 else np.concatenate(lhs, axis=-1)
+        rhs = rhs[0] if len(rhs) == 1 else np.concatenate(rhs, axis=-1)
+    else:
+        lhs, rhs, colsum = q_payload(q, residual), K, K.shape[-1] * -WEIGHT_MIN
+    a = int_matmul(lhs, rhs.transpose(0, 2, 1), b_colsum=colsum)
     a[:, ~causal_mask(t0, a.shape[1], a.shape[2])] = 0
-    return shift(a, exp)
+    return shift(wrap32_needed(a), exp)
+
+
+def wrap32_needed(x: np.ndarray) -> np.ndarray:
+    """``wrap32(x)``, skipped when every |x| < 2^31 already (then it is the identity)."""
+    x = np.asarray(x, np.int64)
+    if x.size == 0 or (x.min() >= INT32_MIN and x.max() < -INT32_MIN):
+        return x
+    return wrap32(x)
 
 
 def _v_rule(w: np.ndarray, y1: np.ndarray, y2: int, y3: int) -> tuple[np.ndarray, int]:
@@ -394,8 +414,8 @@ def v_read_causal(V, a, exp: int = 0) -> np.ndarray:
     from .products import int_matmul
 
     V = np.asarray(V, np.int64)
-    acc = int_matmul(wrap32(a), V.transpose(0, 2, 1), b_colsum=V.shape[-1] * -WEIGHT_MIN)
-    return shift(acc, exp)
+    acc = int_matmul(wrap32_needed(a), V.transpose(0, 2, 1), b_colsum=V.shape[-1] * -WEIGHT_MIN)
+    return shift(wrap32_needed(acc), exp)
 
 
 # -- our custom neurons (backends/lava/procs) -----------------------------------------------------

@@ -86,6 +86,8 @@ class Interpreter:
     """Runs a :class:`NeuroGraph` on a batch of sequences (``run``): sequence-parallel by default,
     token by token with ``mode="token"`` (see the module docstring)."""
 
+    default_mode = "sequence"  # what ``run`` does without ``mode`` (benchmarks set "token")
+
     def __init__(self, ng: NeuroGraph, *, memory_budget: int = MEMORY_BUDGET):
         self.ng = ng
         self.fixed = ng.precision == "fixed"
@@ -377,9 +379,10 @@ class Interpreter:
 
     # -- whole batch -------------------------------------------------------------------------------
     def run(self, x: np.ndarray, stats: RunStats | None = None, *,
-            mode: str = "sequence") -> tuple[np.ndarray, RunStats]:
+            mode: str | None = None) -> tuple[np.ndarray, RunStats]:
         """x: [B, T] token ids or [B, T, F] features → payload/real outputs [B, T, n_out].
         ``mode``: "sequence" (chunks of tokens, the default) or "token" (the definition)."""
+        mode = mode or self.default_mode
         if mode not in ("sequence", "token"):
             raise ValueError(f"mode must be 'sequence' or 'token', got {mode!r}")
         stats = stats or RunStats()

@@ -94,10 +94,13 @@ def encode_features(x: np.ndarray, scale: float, fixed: bool, as_float: bool = F
     same integers held in float64 (what the exact BLAS products take, ``products.int_matmul``)."""
     if not fixed:
         return np.asarray(x, np.float64)
-    p = np.divide(x, scale, dtype=np.float64)  # == float64(x) / scale
+    p = np.asarray(x, np.float64) / scale
     np.rint(p, out=p)  # == np.round (ties to even)
-    if p.size and (p.min() < PAYLOAD_MIN or p.max() > PAYLOAD_MAX):
-        np.clip(p, PAYLOAD_MIN, PAYLOAD_MAX, out=p)
+    if p.size:
+        # division and rounding are monotonic: the extreme payloads are those of x's extremes
+        lo, hi = (np.rint(np.float64(v) / scale) for v in (np.min(x), np.max(x)))
+        if min(lo, hi) < PAYLOAD_MIN or max(lo, hi) > PAYLOAD_MAX or not np.isfinite(lo + hi):
+            np.clip(p, PAYLOAD_MIN, PAYLOAD_MAX, out=p)
     return p if as_float else p.astype(np.int64)
 
 
