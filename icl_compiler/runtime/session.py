@@ -40,6 +40,7 @@ class Session:
         self.batch = int(batch)
         self.backend = backend
         self._closed = False
+        self._stream = None
         if backend == "numpy":
             if kw:
                 raise TypeError(f"unexpected options for the numpy session: {sorted(kw)}")
@@ -77,7 +78,8 @@ class Session:
     def step(self, x_t, *, return_payload: bool = False) -> np.ndarray:
         """One token per sequence → the outputs at that position [B, n_out] (dequantised unless
         ``return_payload``)."""
-        y = self._stream.step(self._check(x_t))
+        x_t = self._check(x_t)
+        y = self._stream.step(x_t)
         return y if return_payload else self.prog.dequantise(y)
 
     def reset(self) -> None:
