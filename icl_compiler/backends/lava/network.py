@@ -22,6 +22,7 @@ from ...semantics import fixed
 from .plan import Plan
 from .primitives import k_rule, v_rule
 from . import lifecycle
+from .procs.core_neuron.process import CoreNeurons
 from .procs.embedded_op.process import EmbeddedOps
 from .procs.graded_neuron.process import GradedNeurons
 from .procs.kq_neuron.process import KQNeuron
@@ -74,6 +75,8 @@ def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
             continue
         if spec.kind == "graded":
             P[name] = GradedNeurons(bank=spec.bank, name=name)
+        elif spec.kind == "core":
+            P[name] = CoreNeurons(bank=spec.bank, heads=spec.params["heads"], name=name)
         elif spec.kind == "embedded":
             P[name] = EmbeddedOps(bank=spec.bank, name=name)
         elif spec.kind == "kq":
@@ -114,10 +117,10 @@ def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
         kq, slots, val = P[hd["kq"]], P[hd["slots"]], P[hd["value"]]
         K, V = P[f"{n}.K"], P[f"{n}.V"]
         getattr(kq, f"kq{i}").connect(K.s_in)
-        K.a_out.connect(getattr(slots, f"a{i}"))
+        K.a_out.connect(getattr(slots, f"{hd['k_in']}{i}"))
         getattr(slots, f"bap{i}").connect(K.s_in_bap)
         getattr(slots, f"s{i}").connect(V.s_in)
-        V.a_out.connect(getattr(val, f"a{i}"))
+        V.a_out.connect(getattr(val, f"{hd['v_in']}{i}"))
         for y in ("y1", "y2", "y3"):
             getattr(val, f"{y}_{i}").connect(getattr(V, f"s_in_{y}"))
     proc, r0, r1 = plan.output

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 
 from icl_compiler.backends.lava.units import MAX_HEADS
 
 SLOT_DEFAULTS = {"f": "relu", "r": 0, "r2": 0, "scale": 1.0, "onehot": 1, "anchor": 0,
-                 "tokens": None, "seq_len": 0, "clear": False}
+                 "tokens": None, "seq_len": 0, "clear": False, "period": 2}
 
 
 class SlotNeuron(AbstractProcess):
@@ -53,6 +54,7 @@ class SlotNeuron(AbstractProcess):
                 raise ValueError("the clear step needs anchor >= 1")
             hs.append(h)
         super().__init__(heads=hs, name=name)
+        self.origin = Var(shape=(1,), init=0)  # the step a stream (re)started at
         for i in range(self.max_heads):
             shape = (hs[i]["size"],) if i < len(hs) else (1,)
             setattr(self, f"a{i}", InPort(shape=shape))

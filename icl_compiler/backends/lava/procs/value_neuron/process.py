@@ -38,7 +38,7 @@ from icl_compiler.backends.lava.base import BankProcess
 from icl_compiler.backends.lava.units import MAX_HEADS
 
 VALUE_DEFAULTS = {"anchor": 0, "tokens": None, "seq_len": 0, "clear": False, "raw": False,
-                  "y2": None, "y3": None, "residual": False}
+                  "y2": None, "y3": None, "residual": False, "period": 2}
 
 
 class ValueNeuron(BankProcess):
