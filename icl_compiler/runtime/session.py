@@ -26,10 +26,16 @@ import numpy as np
 _LIVE: "weakref.WeakSet[Session]" = weakref.WeakSet()
 
 
-@atexit.register
-def _close_all() -> None:  # before multiprocessing's exit handler joins Lava's processes
+def _close_all() -> None:
     for s in list(_LIVE):
         s.close()
+
+
+def _close_at_exit() -> None:
+    """(Re-)register :func:`_close_all` as the last exit handler, so that it runs first: before
+    multiprocessing's, which joins the Lava network's processes and would wait for ever."""
+    atexit.unregister(_close_all)
+    atexit.register(_close_all)
 
 
 class Session:
@@ -54,6 +60,7 @@ class Session:
         else:
             raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
         _LIVE.add(self)
+        _close_at_exit()
 
     @property
     def position(self) -> int:

@@ -207,5 +207,15 @@ def run_program(prog, x, *, timeout: float = 600.0, fresh_network: bool = False,
     return y, extra
 
 
-__all__ = ["run_program", "lava_available", "lava_unavailable_reason", "LavaUnavailableError",
+def open_stream(prog, batch: int = 1, **kw):
+    """A streaming session's Lava side (``runtime.session``; see ``stream.py``): ``batch``
+    networks started once, fed one token per sequence per ``step``.  Options: ``timeout`` (s per
+    step), ``exp_in``, ``layout`` (as for :func:`run_program`)."""
+    _require_lava()
+    from .stream import open_stream as _open
+
+    return _open(prog, batch, **kw)
+
+
+__all__ = ["run_program", "open_stream", "lava_available", "lava_unavailable_reason", "LavaUnavailableError",
            "LavaTimeoutError", "LavaRunError"]

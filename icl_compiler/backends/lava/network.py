@@ -62,14 +62,18 @@ class Network:
         return len(self.procs) + len(self.dense) + (self.sink is not None)
 
 
+def source_array(data: np.ndarray, fixed_mode: bool) -> np.ndarray:
+    """The source RingBuffer's data: int32 payloads in fixed point, floats otherwise."""
+    return fixed.wrap32(data).astype(np.int32) if fixed_mode else np.asarray(data, float)
+
+
 def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
     """Create and connect the Lava processes (not compiled yet)."""
     fixed_mode = plan.fixed
     net = Network(plan, tag="fixed_pt" if fixed_mode else "floating_pt")
     dt = np.int32 if fixed_mode else np.float64
     P = net.procs
-    data = fixed.wrap32(source_data).astype(np.int32) if fixed_mode else source_data.astype(float)
-    P["source"] = Source(data=data)
+    P["source"] = Source(data=source_array(source_data, fixed_mode))
     for name, spec in plan.procs.items():
         if spec.kind == "source":
             continue
