@@ -151,7 +151,7 @@ def _finish(acc: np.ndarray) -> tuple[np.ndarray, int]:
 
 def x1_from_payload(p) -> np.ndarray:
     """Pre trace x1 of a spiking neuron in OVERWRITE mode, as the learning rule sees it."""
-    p = wrap32(p)
+    p = wrap32_needed(p)
     return np.clip(round_half_even_half(p) & 0xFF, 0, TRACE_MAX)
 
 
@@ -170,7 +170,7 @@ def k_payload(k, residual: bool = False) -> np.ndarray:
     16-bit K: [..., 3d] = ``[2·max(hi,0), 2·max(−hi,0), 2·lo]`` with k = hi·2^7 + lo."""
     hi, lo = kv_split(k, residual, K_RANGE[0], K_RANGE[1])
     parts = [2 * np.maximum(hi, 0), 2 * np.maximum(-hi, 0)] + ([2 * lo] if residual else [])
-    return wrap32(np.concatenate(parts, axis=-1))
+    return wrap32_needed(np.concatenate(parts, axis=-1))
 
 
 def k_traces(k, residual: bool = False) -> np.ndarray:
@@ -193,9 +193,9 @@ def absmax_int(x) -> int:
 def q_payload(q, residual: bool = False) -> np.ndarray:
     """Read payloads, q [..., d] → [..., 2d]: ``[q, −q]``; 16-bit K: [..., 3d] = ``[q, −q, q >> 7]``
     (the low half of K is read at 2^-7, so slot s receives ≈ Σ k_s·q / 2^7)."""
-    q = wrap32(q)
+    q = wrap32_needed(q)
     parts = [q, -q] + ([q >> RES_BITS] if residual else [])
-    return wrap32(np.concatenate(parts, axis=-1))
+    return wrap32_needed(np.concatenate(parts, axis=-1))
 
 
 def k_lanes(residual: bool = False) -> int:
@@ -235,7 +235,7 @@ def _k_rule(w: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, int]:
     Rows that hold nothing yet (every slot's first write, the protocol) take a proven shortcut:
     with w = 0, product 1 is x0·x1·2^7 ≤ 127·2^7 (no clip), product 2 is 0, the accumulator is a
     multiple of 2^7 (exact), so the row becomes x0·x1 = x1 (x1 = 0 where x0 = 0)."""
-    p = wrap32(p)
+    p = wrap32_needed(p)
     x1 = x1_from_payload(p)
     if not w.any():
         return x1, 0
@@ -271,6 +271,8 @@ def _out_of_range(x, lo: int, hi: int, residual: bool) -> int:
     x = np.asarray(x, np.int64)
     if residual:
         lo, hi = lo * RES_SCALE, hi * RES_SCALE + RES_SCALE - 1
+    if x.size == 0 or (x.min() >= lo and x.max() <= hi):
+        return 0
     return int(np.count_nonzero((x < lo) | (x > hi)))
 
 
@@ -376,7 +378,7 @@ def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
     n = _rows(V.shape[2], int(t), v3.shape[1])
     inexact = 0
     if n:
-        y1 = _factor(wrap32(v_third_factor(v3[:, :n], residual)), _TRACE_BITS)  # [B, n, rows]
+        y1 = _factor(wrap32_needed(v_third_factor(v3[:, :n], residual)), _TRACE_BITS)  # [B, n, rows]
         cols, inexact = _v_rule(V[:, :, t:t + n], y1.transpose(0, 2, 1), y2, y3)
         V[:, :, t:t + n] = cols
         inexact += _out_of_range(v3[:, :n], *V_RANGE, residual)
@@ -396,7 +398,7 @@ def value_combine(acc, residual: bool = False) -> np.ndarray:
     if not residual:
         return acc
     dv = acc.shape[-1] // 2
-    return wrap32(acc[..., :dv] + (acc[..., dv:] >> RES_BITS))
+    return wrap32_needed(acc[..., :dv] + (acc[..., dv:] >> RES_BITS))
 
 
 def v_read(V, a, exp: int = 0) -> np.ndarray:
@@ -425,7 +427,7 @@ SLOT_FUNCS = ("identity", "relu", "relu2")
 
 def slot_f(scores, f: str, r: int = 0, r2: int = 0) -> np.ndarray:
     """Slot neuron: ``s = scores >> r``; identity | relu | relu2 = (max(s,0)² >> r2); 24-bit clip."""
-    s = wrap32(scores) >> int(r)
+    s = wrap32_needed(scores) >> int(r)
     if f == "identity":
         a = s
     elif f == "relu":
@@ -440,7 +442,7 @@ def slot_f(scores, f: str, r: int = 0, r2: int = 0) -> np.ndarray:
 def value_out(acc, residual: bool = False) -> np.ndarray:
     """Value neuron output in its read step: the V synapses' outputs combined
     (``value_combine``) and saturated to 24 bits."""
-    return clip_payload(wrap32(value_combine(acc, residual)))
+    return clip_payload(wrap32_needed(value_combine(acc, residual)))
 
 
 def head_sequence(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,
