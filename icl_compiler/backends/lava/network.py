@@ -28,6 +28,7 @@ from .procs.graded_neuron.process import GradedNeurons
 from .procs.kq_neuron.process import KQNeuron
 from .procs.plastic_float.process import FloatPlasticDense
 from .procs.slot_neuron.process import SlotNeuron
+from .procs.stream_source.process import StreamSource
 from .procs.value_neuron.process import ValueNeuron
 
 
@@ -67,13 +68,20 @@ def source_array(data: np.ndarray, fixed_mode: bool) -> np.ndarray:
     return fixed.wrap32(data).astype(np.int32) if fixed_mode else np.asarray(data, float)
 
 
-def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
-    """Create and connect the Lava processes (not compiled yet)."""
+def build(plan: Plan, source_data: np.ndarray | None, buffer: int,
+          stream: bool = False) -> Network:
+    """Create and connect the Lava processes (not compiled yet).  ``stream``: the source is a
+    :class:`StreamSource` the host feeds one vector per step (``stream.py``) instead of a
+    ``RingBuffer`` playing ``source_data``."""
     fixed_mode = plan.fixed
     net = Network(plan, tag="fixed_pt" if fixed_mode else "floating_pt")
     dt = np.int32 if fixed_mode else np.float64
     P = net.procs
-    P["source"] = Source(data=source_array(source_data, fixed_mode))
+    if stream:
+        P["source"] = StreamSource(shape=(plan.procs["source"].size,), buffer_size=buffer + 1)
+        P["source"].s_out = P["source"].out_port
+    else:
+        P["source"] = Source(data=source_array(source_data, fixed_mode))
     for name, spec in plan.procs.items():
         if spec.kind == "source":
             continue

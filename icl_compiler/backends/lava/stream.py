@@ -3,11 +3,13 @@
 ``Program.run`` pipelines a batch: token t enters at step 2t and its output leaves
 ``pipeline_depth`` steps later, long after the next tokens entered.  A session must return y_t
 before it sees x_{t+1}, so its network spaces the tokens by ``P = pipeline_depth + 1`` steps
-(``plan.build_plan(period=P)``): each :meth:`LavaStream.step` writes the token into the source's
-buffer, runs P steps (the token reaches the output at the last one) and reads the output from the
+(``plan.build_plan(period=P)``): each :meth:`LavaStream.step` sends the token to the source, runs
+P steps (the token reaches the output at the last one) and reads the output from the
 sink's buffer.  The schedule is the batch one with a longer period — the same neuron code, the
 same K/V write protocol (slot t written at the token's phase A, read at phase B) — so the outputs
-equal the emulator's bit for bit in fixed point.
+equal the emulator's bit for bit in fixed point.  The token goes in through a stock-``Injector``
+channel (``procs/stream_source``: one message per step instead of a Var set, which Lava does one
+element at a time), the output is read from the sink's buffer.
 
 The network is built, compiled and started once, at :func:`open_stream`; every later step pays
 only its P Lava steps.  ``reset`` moves the neuron processes' time origin (their ``origin`` Var)
@@ -39,9 +41,9 @@ class _Net:
     def __init__(self, prog, plan, timeout: float):
         self.prog, self.plan, self.timeout = prog, plan, float(timeout)
         self.fixed = plan.fixed
-        dt = np.int64 if self.fixed else np.float64
-        self.net = N.build(plan, np.zeros((plan.procs["source"].size, plan.S), dt),
-                           buffer=plan.S)
+        self.dtype = np.int32 if self.fixed else np.float64
+        self.n_in = plan.procs["source"].size
+        self.net = N.build(plan, None, buffer=plan.S, stream=True)
         # Lava sets Vars only on a started runtime: one idle step starts it, so the stream's
         # time begins after it (the neurons see step −1 there: nothing fires)
         self.origin = 1  # the Lava step count at which the current sequence started
@@ -52,6 +54,7 @@ class _Net:
         ok = False
         try:
             N.compile_network(self.net)
+            self._feed(np.zeros(self.n_in), self.origin)
             N.run_steps(self.net, self.origin, time.monotonic() + self.timeout, self.timeout)
             self.net.guard.pause_signals()
             ok = True
@@ -74,17 +77,23 @@ class _Net:
             else:
                 self.close(graceful=False)
 
+    def _feed(self, vec: np.ndarray, steps: int) -> None:
+        """The source's vectors for the next ``steps`` steps: ``vec``, then zeros."""
+        src = self.net.procs["source"]
+        src.send(N.source_array(vec, self.fixed).astype(self.dtype))
+        zero = np.zeros(self.n_in, self.dtype)
+        for _ in range(steps - 1):
+            src.send(zero)
+
     def step(self, x_t: np.ndarray) -> np.ndarray:
         plan, P = self.plan, self.plan.S
-        data = np.zeros((plan.procs["source"].size, P), np.int64 if self.fixed else np.float64)
-        col = self.origin % P  # the source plays column (step − 1) mod P at every step
+        vec = np.zeros(self.n_in, np.int64 if self.fixed else np.float64)
         for name, off, size in plan.inputs:
-            data[off:off + size, col] = input_payload(self.prog.ng.pop(name), x_t, self.position,
-                                                      self.fixed)[0]
-        src = self.net.procs["source"]
+            vec[off:off + size] = input_payload(self.prog.ng.pop(name), x_t, self.position,
+                                                self.fixed)[0]
 
         def go():
-            src.data.set(N.source_array(data, self.fixed))
+            self._feed(vec, P)  # token t enters at the first of its P steps
             deadline = time.monotonic() + self.timeout
             N.run_steps(self.net, P, deadline, self.timeout)
             return np.asarray(self.net.sink.data.get())
