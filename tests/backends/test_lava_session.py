@@ -70,22 +70,27 @@ def test_garbage_collection_stops_the_network():
 
 
 EXIT_CODE = r"""
-import numpy as np, icl_compiler as icl
+import json, numpy as np, icl_compiler as icl
 from tests.helpers import fixture
 path, x, meta = fixture("tok_identity_trilmul_1l1h")
 prog = icl.compile(path, precision="fixed", calibration=x, max_context=meta["t_max"])
 s = prog.session(batch=1, backend="lava")
 s.step(x[:1, 0])
-print("STEPPED", flush=True)
+infra = s._stream.nets[0].net.runtime._messaging_infrastructure
+print("STEPPED" + json.dumps({"shm": [h.name for h in infra.smm._shared_memory_handles],
+                              "pids": [a.pid for a in infra.actors]}), flush=True)
 """  # exits with the session open
 
 
 def test_exit_with_an_open_session_stops_it():
-    before = set(os.listdir("/dev/shm"))
+    import json
+
     r = subprocess.run([sys.executable, "-c", EXIT_CODE], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "STEPPED" in r.stdout, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "leaked" not in r.stderr, r.stderr[-2000:]
+    info = json.loads(r.stdout.split("STEPPED", 1)[1].splitlines()[0])
+    assert info["shm"] and info["pids"]
     time.sleep(0.5)
-    left = [n for n in set(os.listdir("/dev/shm")) - before if n.startswith("psm_")]
-    assert not left
+    assert not [n for n in info["shm"] if os.path.exists(f"/dev/shm/{n}")]
+    assert not [p for p in info["pids"] if os.path.exists(f"/proc/{p}")]
