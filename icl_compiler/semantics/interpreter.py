@@ -103,7 +103,8 @@ class Interpreter:
         self.memory_budget = int(memory_budget)
         tune_allocator()
         self.diagonal = self._diagonal_groups()
-        self.stacks = self._prepare() if self.fixed else {}
+        self.out_groups = self._out_groups()
+        self.stacks: dict[str, _Stack] = {}
         self.width = self._width()
 
     def _rec(self, key: str, arr) -> None:
@@ -117,27 +118,34 @@ class Interpreter:
             self.record[key] = max(self.record.get(key, 0.0), m)
 
     # -- preparation ---------------------------------------------------------------------------
-    def _prepare(self) -> dict[str, _Stack]:
-        """Stack, per pre population, the doubled weights of its static groups (fixed mode)."""
-        out_groups: dict[str, list] = {}
+    def _out_groups(self) -> dict[str, list]:
+        """The non-diagonal static groups leaving each population, in evaluation order."""
+        out: dict[str, list] = {}
         for name in self.order:
             for s in self.static_in[name]:
                 if s.name not in self.diagonal:
-                    out_groups.setdefault(s.pre, []).append(s)
-        stacks = {}
-        for pre, groups in out_groups.items():
-            w2 = [fx.lava_dense_weights(s.weights) for s in groups]
-            WT = np.concatenate([w.T for w in w2], axis=1)
-            info, c = {}, 0
-            for s, w in zip(groups, w2):
-                rowsum = int(np.abs(w).sum(axis=1).max()) if w.size else 0
-                info[s.name] = (c, c + w.shape[0], rowsum, int(s.exp) - 1)
-                c += w.shape[0]
-            colsum = max((g[2] for g in info.values()), default=0)
-            one_hot = self.ng.pop(pre).one_hot
-            WT = np.ascontiguousarray(WT, np.int64 if one_hot else np.float64)
-            stacks[pre] = _Stack(WT, colsum, info, WT if one_hot else None)
-        return stacks
+                    out.setdefault(s.pre, []).append(s)
+        return out
+
+    def _stack(self, pre: str) -> _Stack:
+        """The doubled weights of ``pre``'s static groups, stacked (fixed mode; built on first
+        use, then kept: the interpreter prepares each matrix once)."""
+        st = self.stacks.get(pre)
+        if st is not None:
+            return st
+        groups = self.out_groups[pre]
+        w2 = [fx.lava_dense_weights(s.weights) for s in groups]
+        WT = np.concatenate([w.T for w in w2], axis=1)
+        info, c = {}, 0
+        for s, w in zip(groups, w2):
+            rowsum = int(np.abs(w).sum(axis=1).max()) if w.size else 0
+            info[s.name] = (c, c + w.shape[0], rowsum, int(s.exp) - 1)
+            c += w.shape[0]
+        colsum = max((g[2] for g in info.values()), default=0)
+        one_hot = self.ng.pop(pre).one_hot
+        WT = np.ascontiguousarray(WT, np.int64 if one_hot else np.float64)
+        st = self.stacks[pre] = _Stack(WT, colsum, info, WT if one_hot else None)
+        return st
 
     def _diagonal_groups(self) -> dict:
         """Static groups with a square diagonal matrix (residual connections), by name: float:
@@ -160,7 +168,8 @@ class Interpreter:
     def _width(self) -> int:
         """Values one token of one sequence holds during a chunk (the memory bound's W)."""
         w = sum(p.size for p in self.ng.populations() if not p.one_hot)
-        w += sum(st.WT.shape[1] for st in self.stacks.values())
+        if self.fixed:  # the stacked products
+            w += sum(s.weights.shape[0] for gs in self.out_groups.values() for s in gs)
         for h in self.ng.heads:
             w += 4 * h.t_max
             if h.lowering == Lowering.FAST_WEIGHT:
@@ -351,7 +360,7 @@ class Interpreter:
             c0, c1, rowsum, ex = diag
             acc = pre.astype(np.int64) * c0 if pre.dtype != np.int64 else pre * c0
             return self._shifted(acc, amax[s.pre] * rowsum, ex)
-        st = self.stacks[s.pre]
+        st = self._stack(s.pre)
         if s.pre not in prods:
             if isinstance(pre, _OneHot):
                 prods[s.pre] = st.WT[pre.idx] * int(pre.payload)
