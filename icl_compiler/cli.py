@@ -86,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
                    + " (load prints the ONNX model, lower … partition the neuromorphic graph)")
     p.add_argument("--verify-ir", action="store_true", help="run the IR verifier after every pass")
     p.add_argument("--report", action="store_true", help="print report.json to stdout")
+    p.add_argument("--explain", action="store_true",
+                   help="when the model cannot be compiled, print every problem found, one per "
+                        "line, most fundamental first (softmax attention, then non-causal "
+                        "attention, then the rest)")
+    p.add_argument("--outputs", metavar="NAME[,NAME...]",
+                   help="compile only these ONNX outputs (default: all; e.g. the logits without "
+                        "a model's present keys/values or attention weights)")
+    p.add_argument("--bind", action="append", metavar="NAME=HOW",
+                   help="value of an auxiliary model input at compile time: ones, zeros, arange or "
+                        "FILE.npy (repeatable; default by name: *mask* = ones, *position* = "
+                        "arange, *token_type* = zeros)")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds before a Lava run is stopped (default: 600)")
     return p
@@ -127,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"icl-compile: {e}", file=sys.stderr)
         return EXIT_RUN
     except CompileError as e:
-        print(f"icl-compile: cannot compile {args.model}: {e}", file=sys.stderr)
+        more = len(getattr(e, "blockers", [])) - 1
+        print(f"icl-compile: cannot compile {args.model}: {e}"
+              + (f" ({more} more problem(s): --explain lists them)" if more > 0
+                 and not args.explain else ""), file=sys.stderr)
+        if args.explain:
+            for k, b in enumerate(getattr(e, "blockers", [e]), 1):
+                print(f"  problem {k}: {b}", file=sys.stderr)
         return EXIT_COMPILE
     except KeyboardInterrupt:
         print("icl-compile: interrupted", file=sys.stderr)
@@ -164,9 +181,15 @@ def _main(args) -> int:
         outputs = _run(prog, xrun, args)
         import io
 
+        first = outputs[0] if isinstance(outputs, tuple) else outputs
         buf = io.BytesIO()
-        np.save(buf, outputs.astype(np.float32))
+        np.save(buf, first.astype(np.float32))
         extra["output.npy"] = buf.getvalue()
+        if isinstance(outputs, tuple):  # several ONNX outputs: all of them, by name
+            buf = io.BytesIO()
+            np.savez(buf, **{s["name"]: y.astype(np.float32)
+                             for s, y in zip(prog.io.outputs, outputs)})
+            extra["outputs.npz"] = buf.getvalue()
     verdict = None
     if args.verify:
         verdict = _verify(prog, args, xrun, calib, outputs)
@@ -177,6 +200,7 @@ def _main(args) -> int:
     out = prog.save(args.out, force=args.force, extra_files=extra)
     print(f"\nwrote {out}/report.json, {out}/program.json, {out}/weights.npz"
           + (f", {out}/output.npy" if xrun is not None else "")
+          + (f", {out}/outputs.npz" if "outputs.npz" in extra else "")
           + (f", {out}/partition.svg" if svg else ""))
     if args.report:
         print(json.dumps(prog.report, indent=1, default=str))
@@ -205,9 +229,9 @@ def _run(prog, x, args) -> np.ndarray:
 
 
 def _verify(prog, args, xrun, calib, outputs) -> dict:
-    import onnxruntime as ort
+    import onnx
 
-    from .runtime.reference import random_inputs
+    from .runtime.reference import FP16_NOTE, is_float16, onnxruntime_run, random_inputs
 
     if xrun is not None:
         x, source = xrun, "--run data"
@@ -219,13 +243,19 @@ def _verify(prog, args, xrun, calib, outputs) -> dict:
         x = prog.check_input(x)
     except ValueError as e:
         raise _Usage(f"verification input: {e}") from None
-    sess = ort.InferenceSession(str(Path(args.model)), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    ref = sess.run(None, {name: x.astype(np.int64 if x.dtype.kind in "iu" else np.float32)})[0]
-    y = outputs if outputs is not None else _run(prog, x, args)
+    model = onnx.load(str(Path(args.model)), load_external_data=False)
+    fp16 = is_float16(model)
+    names = [o.name for o in model.graph.output]
+    refs = onnxruntime_run(str(Path(args.model)), x, prog.io.bound, all_outputs=True)
+    ys = outputs if outputs is not None else _run(prog, x, args)
+    ys = ys if isinstance(ys, tuple) else (ys,)
+    want = [s["name"] for s in prog.io.outputs] or [names[0]]
+    refs = [refs[names.index(n)] for n in want]
+    ref, y = refs[0], ys[0]
     scale = float(np.max(np.abs(ref))) or 1.0
     err = np.abs(y - ref)
-    rel = float(err.max() / scale)
+    rel = max(float(np.abs(yi - ri).max() / (float(np.max(np.abs(ri))) or 1.0))
+              for yi, ri in zip(ys, refs))
     tol = args.tolerance if args.tolerance is not None else TOLERANCE[prog.precision]
     rows = []
     for t in range(x.shape[1]):
@@ -234,9 +264,13 @@ def _verify(prog, args, xrun, calib, outputs) -> dict:
     table = "\n".join(f"  pos {r['position']:3d}  max|err| {r['max_abs_err']:.3e}  rel {r['rel_err']:.3e}"
                       for r in rows)
     print(f"\nverification against onnxruntime on {source} ({x.shape[0]} sequences, "
-          f"{x.shape[1]} tokens, backend {args.backend}):\n{table}\n"
+          f"{x.shape[1]} tokens, backend {args.backend}"
+          + (f"; {FP16_NOTE}" if fp16 else "")
+          + (f"; {len(want)} outputs, the table shows {want[0]}" if len(want) > 1 else "")
+          + f"):\n{table}\n"
           f"  overall relative error {rel:.3e} (tolerance {tol:g}) -> {'ok' if rel <= tol else 'FAILED'}")
     return {"source": source, "backend": args.backend, "rel_err": rel, "max_abs_err": float(err.max()),
+            "reference": "float32 from the float16 weights" if fp16 else "the model as exported",
             "tolerance": tol, "ok": rel <= tol, "per_position": rows}
 
 

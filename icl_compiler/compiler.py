@@ -14,8 +14,9 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from .errors import OptionError
+from .errors import CompileError, OptionError
 from .frontend import import_model, load_onnx, onnx_io
+from .frontend.bind import bind_inputs
 from .options import ERROR_TARGET, CompileOptions
 from .passes.base import Module, Pass, PassContext, run_passes
 from .passes.manager import PIPELINE
@@ -38,7 +39,18 @@ def _load(m: Module, ctx: PassContext) -> str:
 
 def _import(m: Module, ctx: PassContext) -> str:
     g = m.tensor = import_model(m.onnx)
-    return f"{len(g.nodes)} IR ops after folding shape arithmetic"
+    if ctx.outputs is not None:
+        unknown = [o for o in ctx.outputs if o not in g.outputs]
+        if unknown:
+            raise CompileError(f"--outputs names {', '.join(map(repr, unknown))}, not an output "
+                               f"of the model (outputs: {', '.join(g.outputs)})")
+        g.outputs = list(ctx.outputs)
+        g.prune()
+    bound = bind_inputs(g, ctx.bind)
+    if bound:
+        ctx.report.setdefault("model", {})["bound_inputs"] = bound
+    return (f"{len(g.nodes)} IR ops after folding shape arithmetic"
+            + (f"; bound {', '.join(f'{k}={v}' for k, v in bound.items())}" if bound else ""))
 
 
 FRONTEND: tuple[Pass, ...] = (
@@ -48,7 +60,7 @@ FRONTEND: tuple[Pass, ...] = (
 STAGES: tuple[Pass, ...] = FRONTEND + PIPELINE
 _DEFAULTS = dict(precision="float", max_context=None, lowering="auto", verify_ir=False,
                  dump_after=None, strict=False, target=None, weight_bits="auto",
-                 error_target=ERROR_TARGET)
+                 error_target=ERROR_TARGET, bind=None, outputs=None)
 
 
 def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float",
@@ -56,7 +68,8 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
             lowering: str = "auto", verify_ir: bool = False, dump_after: str | None = None,
             dump: Callable[[str], None] | None = None, strict: bool = False,
             target: dict | None = None, weight_bits: int | str = "auto",
-            error_target: float = ERROR_TARGET, options: CompileOptions | None = None) -> Program:
+            error_target: float = ERROR_TARGET, bind: dict | None = None,
+            outputs: list[str] | None = None, options: CompileOptions | None = None) -> Program:
     """Compile an ONNX model (path or ModelProto) into a :class:`Program`.
 
     precision: "float" (exact, float64) or "fixed" (Loihi 2 integers).
@@ -74,18 +87,25 @@ def compile(model: str | os.PathLike | onnx.ModelProto, precision: str = "float"
     target: the hardware (a ``targets.loihi2.Target`` or a dict such as
     ``{"system": "kapoho-point", "chips": 8}``); default one Loihi 2 chip.
     dump_after: print the IR after this stage with ``dump`` (default: print).
+    bind: values for the model's auxiliary inputs, {name: "ones" | "zeros" | "arange" | array}
+    (default by name: attention_mask = ones, position_ids = arange, token_type_ids = zeros; the
+    report's ``model.bound_inputs`` says what was bound).
+    outputs: the ONNX outputs to compile (default all; each must be computed token by token,
+    e.g. logits and the present keys/values, not returned attention weights); run() then returns
+    a tuple of them.
     options: a validated :class:`CompileOptions` instead of the keyword options above.
     """
     if options is None:
         options = CompileOptions.from_kwargs(
             precision=precision, lowering=lowering, max_context=max_context,
             weight_bits=weight_bits, error_target=error_target, strict=strict, target=target,
-            dump_ir=dump_after, verify_ir=verify_ir)
+            dump_ir=dump_after, verify_ir=verify_ir, bind=bind, outputs=outputs)
     else:
         given = dict(precision=precision, max_context=max_context, lowering=lowering,
                      verify_ir=verify_ir, dump_after=dump_after, strict=strict, target=target,
-                     weight_bits=weight_bits, error_target=error_target)
-        clash = sorted(k for k, v in given.items() if v != _DEFAULTS[k])
+                     weight_bits=weight_bits, error_target=error_target, bind=bind,
+                     outputs=outputs)
+        clash = sorted(k for k, v in given.items() if v is not _DEFAULTS[k] and v != _DEFAULTS[k])
         if clash:
             raise OptionError(f"give the options either as keywords or as options=, not both "
                               f"({', '.join(clash)})")

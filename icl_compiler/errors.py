@@ -13,7 +13,24 @@ class CompileError(Exception):
         self.node = node
         self.op = op
         self.hint = hint
+        # every problem found, most fundamental first (``--explain`` prints them); this one is
+        # the first
+        self.blockers: list[CompileError] = [self]
         super().__init__(self.message())
+
+    @classmethod
+    def first_of(cls, errors: list[CompileError]) -> CompileError:
+        """The most fundamental of several problems (softmax attention, then attention that is
+        not causal, then the rest in graph order), carrying all of them."""
+        def rank(e: CompileError) -> int:
+            text = e.reason.lower()
+            return 0 if "softmax attention" in text else 1 if text.startswith(
+                "attention is not causal") else 2
+
+        errors = sorted(errors, key=rank)
+        first = errors[0]
+        first.blockers = list(errors)
+        return first
 
     def message(self) -> str:
         where = ""

@@ -56,6 +56,66 @@ def valid_weight_bits(value) -> int | str:
     return value if value == "auto" else int(value)
 
 
+BIND_KINDS = ("ones", "zeros", "arange")
+
+
+def valid_bind(value) -> dict | None:
+    """{input name: "ones" | "zeros" | "arange" | an array} for the model's auxiliary inputs
+    (``frontend/bind.py``), or None (the defaults by name)."""
+    if value is None:
+        return None
+    import numpy as np
+
+    if not isinstance(value, dict):
+        raise OptionError(f"bind must be a dict {{input name: how}}, got {type(value).__name__}")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k:
+            raise OptionError(f"bind: input names must be strings, got {k!r}")
+        if isinstance(v, np.ndarray):
+            out[k] = v
+        elif v in BIND_KINDS:
+            out[k] = v
+        else:
+            raise OptionError(f"bind {k}: choose one of {BIND_KINDS} or an array, got {v!r}")
+    return out
+
+
+def parse_bind(specs) -> dict | None:
+    """The CLI's ``--bind NAME=ones|zeros|arange|FILE.npy`` strings → a binding dict."""
+    if not specs:
+        return None
+    import numpy as np
+
+    out: dict = {}
+    for spec in specs:
+        name, sep, how = spec.partition("=")
+        if not sep or not name or not how:
+            raise OptionError(f"--bind {spec!r}: expected NAME=ones|zeros|arange|FILE.npy")
+        if how in BIND_KINDS:
+            out[name] = how
+            continue
+        try:
+            out[name] = np.load(how, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise OptionError(f"--bind {spec!r}: cannot read {how} ({e})") from None
+        if not isinstance(out[name], np.ndarray):
+            raise OptionError(f"--bind {spec!r}: {how} holds several arrays; give one .npy")
+    return out
+
+
+def valid_outputs(value) -> tuple | None:
+    """The ONNX outputs to compile: names (a list, or one comma-separated string), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v]
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, str) and v for v in value):
+        raise OptionError(f"outputs must be a list of output names, got {value!r}")
+    return tuple(value)
+
+
 def valid_target(value) -> Target:
     """The hardware target: None (one Loihi 2 chip), a Target, or a dict of
     ``targets.loihi2.get_target`` keywords (system, chips, cores_per_chip, …)."""
@@ -76,12 +136,15 @@ class CompileOptions:
     target: Target | None = None  # None: one Loihi 2 chip (oheo-gulch)
     dump_ir: str | None = None  # print the IR after this pass (checked against the pipeline)
     verify_ir: bool = False  # run the tensor IR verifier after every pass
+    bind: dict | None = None  # auxiliary model inputs → "ones" | "zeros" | "arange" | array
+    outputs: tuple | None = None  # the ONNX outputs to compile (None: all of them)
 
     @classmethod
     def from_kwargs(cls, *, precision: str = "float", lowering: str = "auto",
                     max_context: Any = None, weight_bits: Any = "auto",
                     error_target: Any = ERROR_TARGET, strict: bool = False, target: Any = None,
-                    dump_ir: str | None = None, verify_ir: bool = False) -> CompileOptions:
+                    dump_ir: str | None = None, verify_ir: bool = False,
+                    bind: Any = None, outputs: Any = None) -> CompileOptions:
         """Validate Python arguments (``compile()``'s keywords)."""
         if dump_ir is not None and not isinstance(dump_ir, str):
             raise OptionError(f"dump_ir must be a pass name, got {dump_ir!r}")
@@ -91,7 +154,8 @@ class CompileOptions:
                    weight_bits=valid_weight_bits(weight_bits),
                    error_target=positive_number("error_target", error_target),
                    strict=bool(strict), target=valid_target(target), dump_ir=dump_ir,
-                   verify_ir=bool(verify_ir))
+                   verify_ir=bool(verify_ir), bind=valid_bind(bind),
+                   outputs=valid_outputs(outputs))
 
     @classmethod
     def from_cli(cls, args) -> CompileOptions:
@@ -102,4 +166,6 @@ class CompileOptions:
         return cls.from_kwargs(precision=args.precision, lowering=args.lowering,
                                max_context=args.max_context, weight_bits=args.weight_bits,
                                error_target=args.error_target, strict=args.strict,
-                               target=hw or None, dump_ir=args.dump_ir, verify_ir=args.verify_ir)
+                               target=hw or None, dump_ir=args.dump_ir, verify_ir=args.verify_ir,
+                               bind=parse_bind(getattr(args, "bind", None)),
+                               outputs=getattr(args, "outputs", None))

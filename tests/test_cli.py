@@ -43,8 +43,12 @@ def test_unsupported_op_names_node_and_supported_list(tmp_path):
     unsupported_model(p)
     r = cli(p, "-o", tmp_path / "out")
     assert r.returncode == 3
-    assert "my_cos" in r.stderr and "Cos" in r.stderr and "Supported ONNX ops" in r.stderr
-    assert "MatMul" in r.stderr
+    assert "no causal softmax-free attention" in r.stderr
+    assert "my_cos" in r.stderr and "Cos" in r.stderr
+    r = cli(p, "-o", tmp_path / "out", "--explain")  # every problem, one per line
+    assert r.returncode == 3
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3 and "my_cos" in lines[2] and "Relu" in lines[2]
 
 
 def test_missing_model_file(tmp_path):

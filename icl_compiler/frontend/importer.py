@@ -7,7 +7,9 @@
    dynamic axes: ``Shape → Gather → Concat → Reshape``).  Shape-like operands (Reshape's shape,
    Slice's bounds, ...) must be known and become IR attributes.  Everything else becomes an IR
    node whose output shape comes from the op registry's shape function.
-3. Ops outside :data:`SUPPORTED_OPS` raise CompileError naming the node and the supported list.
+3. Ops outside :data:`SUPPORTED_OPS` are imported generically (``frontend/generic.py``):
+   folded with onnx's reference implementation when their inputs are known, else kept as
+   ``Onnx`` IR nodes; ONNX sequences of a constant structure become lists of values.
 """
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ from ..ir.ops import OPS, with_defaults
 from ..ir.symbolic import has_sym, is_sym, norm_dim
 from .decode import (MAX_DIM, MAX_FOLD_ELEMENTS, _attrs, _check_array, _check_shape, _first_line,
                      _fmt, _label, _np_dtype)
+from .generic import SEQUENCE_OPS, import_generic, import_sequence
 from .shapes import _dim_symbol, _dims_array, _fold_symbolic, _prod
 from .validate import (AXIS_OPS, BOOL_ATTRS, MIN_RANK, VARIADIC, _check_axis, _check_norm_params,
                        _check_reshape, _einsum_equation, _validate)
 
 SUPPORTED_OPS = sorted([
-    "Gather", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg",
+    "Flatten", "Tile", "Gather", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg",
     "Relu", "Max", "Min", "Where", "Trilu", "Equal", "Less", "Greater", "LessOrEqual",
     "GreaterOrEqual", "And", "Or", "Not", "Cast", "CastLike", "Range", "Shape", "Size", "Slice",
     "Split", "Concat", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Expand", "Constant",
@@ -41,6 +44,7 @@ SUPPORTED_OPS = sorted([
 SHAPE_SLOTS: dict[str, list[tuple[int, str]]] = {
     "Reshape": [(1, "shape")],
     "Expand": [(1, "shape")],
+    "Tile": [(1, "repeats")],
     "Slice": [(1, "starts"), (2, "ends"), (3, "axes"), (4, "steps")],
     "Unsqueeze": [(1, "axes")],
     "Squeeze": [(1, "axes")],
@@ -65,6 +69,8 @@ class _Importer:
         self.g = Graph(model.graph.name or "model")
         self.known: dict[str, np.ndarray] = {}
         self.emitted_consts: set[str] = set()
+        self.sequences: dict[str, list[str]] = {}  # ONNX sequences: the values they hold
+        self.output_names = {o.name for o in model.graph.output}
         self.node_names: set[str] = set()
 
     # -- helpers ----------------------------------------------------------------------------
@@ -86,10 +92,12 @@ class _Importer:
         if name in self.known:
             arr = self.known[name]
             if arr.dtype == object:
-                raise CompileError(
-                    f"tensor {name!r} depends on a dynamic axis and is used as data; only shape "
-                    "operands may depend on dynamic axes", node=_label(node), op=node.op_type,
-                    hint="export with static shapes, or compute this tensor from a constant")
+                # dims used as data: a position-only value resolved at run time
+                vals = [norm_dim(x) if isinstance(x, sympy.Basic) else int(x) for x in arr.ravel()]
+                self.g.add_value(name, arr.shape, "int64")
+                self.g.add_node("Dims", [], [name], {"values": vals, "shape": list(arr.shape)},
+                                name=self.g.fresh("dims"))
+                return name
             _check_array(arr, f"constant {name!r} (computed at compile time)", node=_label(node),
                          op=node.op_type)
             self.g.add_value(name, arr.shape, arr.dtype.name, arr)
@@ -174,22 +182,24 @@ class _Importer:
             raise CompileError(f"op from domain {node.domain!r} is not supported",
                                node=_label(node),
                                op=op, hint=SUPPORTED_HINT)
-        if op not in SUPPORTED_OPS:
-            raise CompileError("this op is not supported", node=_label(node), op=op,
-                               hint=SUPPORTED_HINT)
         ins = list(node.input)
         for i in ins:
-            if i and i not in self.known and i not in self.g.values:
+            if i and i not in self.known and i not in self.g.values and i not in self.sequences:
                 raise CompileError(f"input {i!r} is used before it is produced (the graph is not "
                                    "topologically sorted or has a cycle)", node=_label(node), op=op)
         if not node.output or not node.output[0]:
             raise CompileError("the node has no output", node=_label(node), op=op)
         for o in node.output:
-            if o and (o in self.known or o in self.g.values):
+            if o and (o in self.known or o in self.g.values or o in self.sequences):
                 raise CompileError(f"value {o!r} is produced twice", node=_label(node), op=op)
         try:
             a = _attrs(node)
-            self._import(node, op, a, ins)
+            if op in SUPPORTED_OPS:
+                self._import(node, op, a, ins)
+            elif op in SEQUENCE_OPS:
+                import_sequence(self, node, op, a, ins)
+            else:
+                import_generic(self, node, op, a, ins)
         except CompileError as e:
             if e.node is None and e.op is None:  # say where it happened
                 raise CompileError(e.reason, node=_label(node), op=op, hint=e.hint) from None
@@ -217,6 +227,16 @@ class _Importer:
                 if last:
                     return
                 acc, rest, step = [out] + rest[:k - 1], rest[k - 1:], step + 1
+        if op == "Flatten":  # a Reshape to [prod(shape[:axis]), prod(shape[axis:])]
+            shape = self.shape_of(ins[0])
+            ax = int(a.get("axis", 1))
+            if not -len(shape) <= ax <= len(shape):
+                raise CompileError(f"Flatten axis {ax} is out of range for rank {len(shape)}")
+            ax = ax + len(shape) if ax < 0 else ax
+            op, a = "Reshape", {}
+            self.known[f"{outs[0]}/flatten_shape"] = _dims_array(
+                [_prod(shape[:ax]), _prod(shape[ax:])])
+            ins = [ins[0], f"{outs[0]}/flatten_shape"]
         if op in ("Max", "Min") and len(ins) == 1:
             op = "Identity"
         if op == "Dropout" and len(ins) > 2 and ins[2]:
@@ -343,9 +363,12 @@ class _Importer:
                Value("", tuple(x.shape), "int64" if x.dtype == object else x.dtype.name)
                for x in xs]
         results = OPS[op].shape(ins, full)  # raises for inconsistent operands
+        # a constant no larger than its inputs (a transpose, reshape or slice of a weight) is
+        # always folded; growth is bounded
+        size_in = sum(int(np.prod([d for d in x.shape])) for x in xs if x is not None)
         for shape, _ in results:
             _check_shape(shape, "the constant computed at compile time", node,
-                         limit=MAX_FOLD_ELEMENTS)
+                         limit=max(MAX_FOLD_ELEMENTS, size_in))
 
     def emit(self, op, ins, outs, attrs, node) -> None:
         od = OPS[op]
@@ -353,7 +376,16 @@ class _Importer:
         results = od.shape(in_vals, with_defaults(op, attrs))
         for o, (shape, _) in zip(outs, results):
             _check_shape(shape, f"output {o!r}", node)
-            if any(not is_sym(d) and int(d) == 0 for d in shape):
+        if len(results) == 1 and op != "ConstantOfShape" and outs[0] not in self.output_names \
+                and any(not is_sym(d) and int(d) == 0 for d in results[0][0]):
+            # an empty value depends on no data (e.g. a zero-width rotary slice): a constant of
+            # its (possibly symbolic) shape
+            shape, dtype = results[0]
+            self.emit("ConstantOfShape", [], outs[:1],
+                      {"shape": list(shape), "value": 0, "dtype": dtype}, node)
+            return
+        for o, (shape, _) in zip(outs, results):
+            if op != "ConstantOfShape" and any(not is_sym(d) and int(d) == 0 for d in shape):
                 raise CompileError(f"output {o!r} is empty (shape {_fmt(shape)}); a run-time "
                                    "tensor without elements cannot be mapped to neurons",
                                    node=_label(node), op=node.op_type)

@@ -29,9 +29,10 @@ def bind_dims(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, int]:
 
 
 def run(graph: Graph, feeds: dict[str, np.ndarray], *, float_dtype: str | None = None,
-        keep: bool = False) -> dict[str, np.ndarray]:
+        keep: bool = False, env: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Evaluate the graph.  ``float_dtype="float64"`` promotes every float tensor (for exact
-    before/after comparisons of passes).  ``keep=True`` returns every intermediate value."""
+    before/after comparisons of passes).  ``keep=True`` returns every intermediate value.
+    ``env`` binds dims that no graph input carries (a graph of position-only values)."""
     fdt = np.dtype(float_dtype) if float_dtype else None
 
     def conv(a: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ def run(graph: Graph, feeds: dict[str, np.ndarray], *, float_dtype: str | None =
         return a.astype(fdt) if fdt is not None and a.dtype.kind == "f" else a
 
     feeds = {k: conv(v) for k, v in feeds.items()}
-    env = bind_dims(graph, feeds)
+    env = {**(env or {}), **bind_dims(graph, feeds)}
     vals: dict[str, np.ndarray] = {}
     for name, v in graph.values.items():
         if v.data is not None:

@@ -131,7 +131,7 @@ class QuantParams:
 class NormParams:
     """A LayerNorm/RMSNorm population (embedded core): y = x̂/√(mean(x̂²) + eps)·γ + β."""
 
-    kind: Literal["layernorm", "rmsnorm"]
+    kind: Literal["layernorm", "rmsnorm", "l2norm"]  # l2norm: x / max(||x||, eps)·γ + β
     eps: float
     gamma: np.ndarray
     beta: np.ndarray
@@ -233,6 +233,12 @@ class ProgramIO:
     output_pop: str  # the population holding the output
     vocab: int | None = None  # token input: the vocabulary size
     input_pop: str | None = None  # feature input: the population holding the features
+    # auxiliary ONNX inputs bound at compile time: {name: "ones" | "zeros" | "arange" | "file"}
+    bound: dict = field(default_factory=dict)
+    # the ONNX outputs the output population holds, in order: {"name", "offset", "size",
+    # "layout"} with the layout as ir/layout.to_json writes it (empty: one output, the whole
+    # population, [batch, seq, features])
+    outputs: list = field(default_factory=list)
 
 
 @dataclass
@@ -405,7 +411,7 @@ def verify_neuro(ng: NeuroGraph) -> None:
         if (p.model == NeuronModel.NORM) != (p.norm is not None):
             raise NeuroVerifyError(f"population {p.name}: norm parameters "
                                    + ("missing" if p.norm is None else f"on a {p.model} population"))
-        if p.norm is not None and (p.norm.kind not in ("layernorm", "rmsnorm") or any(
+        if p.norm is not None and (p.norm.kind not in ("layernorm", "rmsnorm", "l2norm") or any(
                 np.shape(a) != (p.size,) for a in (p.norm.gamma, p.norm.beta))):
             raise NeuroVerifyError(f"population {p.name}: bad norm parameters ({p.norm.kind}, "
                                    f"gamma {np.shape(p.norm.gamma)}, beta {np.shape(p.norm.beta)})")

@@ -39,6 +39,8 @@ class PassContext:
     strict: bool = False  # quantise: saturation on the calibration data is an error
     calibration: np.ndarray | None = None  # quantise
     target: Target | None = None  # partition
+    bind: dict | None = None  # import: the auxiliary inputs' bindings (None: by name)
+    outputs: tuple | None = None  # import: the ONNX outputs to compile (None: all)
     report: dict[str, Any] = field(default_factory=dict)  # the sections the passes write
 
     @classmethod
@@ -46,7 +48,7 @@ class PassContext:
         return cls(max_context=opts.max_context, lowering=opts.lowering,
                    precision=opts.precision, weight_bits=opts.weight_bits,
                    error_target=opts.error_target, strict=opts.strict, calibration=calibration,
-                   target=opts.target)
+                   target=opts.target, bind=opts.bind, outputs=opts.outputs)
 
 
 @dataclass

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from ..ir.graph import Graph
 from . import (
     attention,
+    cse,
     fold_constants,
     fuse_layernorm,
     fuse_linear,
@@ -51,6 +52,7 @@ __all__ = ["PIPELINE", "PASSES", "DEFAULT_PIPELINE", "PASS_NAMES", "PassContext"
 
 PIPELINE: tuple[Pass, ...] = (
     tensor_pass("fold_constants", fold_constants.run),
+    tensor_pass("cse", cse.run),
     tensor_pass("remove_noops", remove_noops.run),
     tensor_pass("fuse_linear", fuse_linear.run),
     tensor_pass("fuse_layernorm", fuse_layernorm.run),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompileError
-from ..ir import neuro_serialize
+from ..ir import layout, neuro_serialize
 from ..ir.neuro import NeuroGraph, ProgramIO, verify_neuro
 from ..semantics import neurons
 
@@ -69,10 +69,11 @@ class Program:
                 f"{self.t_max}; recompile with a larger max_context (--max-context N)")
         return x
 
-    def run(self, x, backend: str = "numpy", *, return_payload: bool = False, **kw) -> np.ndarray:
+    def run(self, x, backend: str = "numpy", *, return_payload: bool = False, **kw):
         """Run a batch of sequences; each starts with fresh plastic state.
 
-        Returns the output shaped like the ONNX output ([batch, seq, n]), dequantised to float.
+        Returns the output shaped like the ONNX output (e.g. [batch, seq, n]), dequantised to
+        float; a tuple of them, in the ONNX order, when the program has several outputs.
         ``return_payload=True`` returns the raw integer payloads in fixed mode.
         """
         x = self.check_input(x)
@@ -86,7 +87,18 @@ class Program:
             y, self.last_lava = run_program(self, x, **kw)
         else:
             raise ValueError(f"unknown backend {backend!r} (choose numpy or lava)")
-        return y if return_payload else self.dequantise(y)
+        return self.onnx_outputs(y if return_payload else self.dequantise(y))
+
+    def onnx_outputs(self, y: np.ndarray):
+        """The output population's values [B, T, n] as the ONNX outputs (their layouts: e.g.
+        present keys [B, H, T, d]); one array, or a tuple for several outputs."""
+        specs = self.io.outputs
+        if not specs:
+            return y
+        outs = [layout.output_view(y[..., s["offset"]:s["offset"] + s["size"]],
+                                   layout.from_json(s["layout"]), y.shape[0], y.shape[1])
+                for s in specs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def session(self, batch: int = 1, backend: str = "numpy", **kw):
         """A streaming session: ``step(x_t)`` feeds one token per sequence and keeps the plastic

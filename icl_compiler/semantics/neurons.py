@@ -168,9 +168,12 @@ def norm(pop: Population, cur: np.ndarray, fixed: bool) -> np.ndarray:
     x = cur.astype(np.float64)
     if fixed:
         x = x * pop.q.in_scale
-    if n.kind == "layernorm":
-        x = x - x.mean(-1, keepdims=True)
-    y = x / np.sqrt((x * x).mean(-1, keepdims=True) + n.eps) * n.gamma + n.beta
+    if n.kind == "l2norm":  # F.normalize: x / max(||x||, eps)
+        y = x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), n.eps) * n.gamma + n.beta
+    else:
+        if n.kind == "layernorm":
+            x = x - x.mean(-1, keepdims=True)
+        y = x / np.sqrt((x * x).mean(-1, keepdims=True) + n.eps) * n.gamma + n.beta
     if not fixed:
         return y
     return np.clip(np.round(y / pop.scale), PAYLOAD_MIN, PAYLOAD_MAX).astype(np.int64)

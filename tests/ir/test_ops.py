@@ -65,6 +65,9 @@ CASES = [
      [f32(B, T, 3)]),
     ("Slice", [f32(B, T, 10)], {"starts": [-3], "ends": [2**62], "axes": [-1]}, [f32(B, T, 3)]),
     ("Slice", [f32(16, 16)], {"starts": [0, 0], "ends": [T, T]}, [f32(T, T)]),
+    ("Slice", [f32(1, T, 8)], {"starts": [-T], "ends": [2**62], "axes": [1]}, [f32(1, T, 8)]),
+    ("Tile", [f32(B, T, 4)], {"repeats": [1, 1, 3]}, [f32(B, T, 12)]),
+    ("Tile", [f32(2, T)], {"repeats": [B, 2]}, [f32(2 * B, 2 * T)]),
     ("Gather", [f32(30, 8), i64(B, T)], {}, [f32(B, T, 8)]),
     ("Gather", [f32(B, T, 8), i64()], {"axis": 1}, [f32(B, 8)]),
     ("Shape", [f32(B, T, 8)], {}, [i64(3)]),
@@ -83,6 +86,13 @@ CASES = [
     ("LayerNormalization", [f32(B, T, 4), f32(4), f32(4)], {"axis": -1}, [f32(B, T, 4)]),
     ("LayerNorm", [f32(B, T, 4), f32(4), f32(4)], {}, [f32(B, T, 4)]),
     ("RMSNorm", [f32(B, T, 4), f32(4)], {}, [f32(B, T, 4)]),
+    ("L2Norm", [f32(B, T, 4), f32(4)], {}, [f32(B, T, 4)]),
+    # generic ONNX ops (onnx shape inference) and dims used as data
+    ("Onnx", [i64(B, T), i64()], {"op_type": "Mod", "opset": 18, "onnx_attrs": {"fmod": 0}},
+     [i64(B, T)]),
+    ("Onnx", [f32(2, 3, 4)], {"op_type": "Flatten", "opset": 18, "onnx_attrs": {"axis": 1}},
+     [f32(2, 12)]),
+    ("Dims", [], {"values": [B * T, 4], "shape": [2]}, [i64(2)]),
     # attention and head layout
     ("PlasticAttention", [f32(B, T, 8), f32(B, T, 8), f32(B, T, 6)],
      {"heads": 2, "d_k": 4, "d_v": 3, "f": "relu", "scale": 0.5, "T_max": 16},

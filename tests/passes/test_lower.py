@@ -186,8 +186,14 @@ def test_fast_weight_lowering_is_float_only():
             "linear attention")
 
 
-def test_one_input_and_one_output_only():
+def test_several_outputs_share_the_output_population_and_one_input_only():
     b = Builder()
     x = b.input("x", (B, T, 4))
-    g = b.output(b.op("Relu", x), b.op("Linear", x, b.rand(4, 2)))
-    _raises(g, "exactly one input and one output")
+    relu, lin = b.op("Relu", x), b.op("Linear", x, b.rand(4, 2))
+    ng = lower(b.output(relu, lin))
+    assert ng.pop(ng.io.output_pop).size == 6
+    assert [(o["name"], o["offset"], o["size"]) for o in ng.io.outputs] == \
+        [(relu, 0, 4), (lin, 4, 2)]
+    b = Builder()
+    x, y = b.input("x", (B, T, 4)), b.input("y", (B, T, 4))
+    _raises(b.output(b.op("Add", x, y)), "exactly one input")

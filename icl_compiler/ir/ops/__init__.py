@@ -10,11 +10,12 @@ input) and returns ``[(shape, dtype), ...]``.  ``compute(xs, attrs)`` gets numpy
 attributes with symbolic dims already resolved, and returns a list of arrays.
 
 The registry and the shared shape helpers are :mod:`.core`; the ops are registered by family:
-:mod:`.elementwise`, :mod:`.linalg`, :mod:`.shape`, :mod:`.reduce` and :mod:`.attention`.
+:mod:`.elementwise`, :mod:`.linalg`, :mod:`.shape`, :mod:`.reduce`, :mod:`.attention` and
+:mod:`.generic` (any other standard ONNX op, and dims used as data).
 """
 from __future__ import annotations
 
-from . import elementwise, linalg, shape, reduce, attention  # noqa: F401, I001 - registers the ops, in this order
+from . import elementwise, linalg, shape, reduce, attention, generic  # noqa: F401, I001 - registers the ops, in this order
 from .attention import F_FUNCS, plastic_attention
 from .core import OPS, REQUIRED, OpDef, _eq, broadcast, get_op, prod, register, with_defaults
 from .reduce import layer_norm, rms_norm

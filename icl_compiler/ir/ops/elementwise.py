@@ -13,6 +13,11 @@ def _erf(x):
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
 
 
+def _sigmoid(x):
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative x: 1/inf = 0
+        return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+
 _UNARY = {
     "Identity": lambda x: x.copy(),
     "Neg": np.negative,
@@ -22,7 +27,7 @@ _UNARY = {
     "Exp": np.exp,
     "Abs": np.abs,
     "Tanh": np.tanh,
-    "Sigmoid": lambda x: (1 / (1 + np.exp(-x))).astype(x.dtype),
+    "Sigmoid": lambda x: _sigmoid(x),
     "Erf": _erf,
     "Not": np.logical_not,
 }

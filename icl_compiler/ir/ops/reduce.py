@@ -1,5 +1,5 @@
 """Reductions and normalisations: ReduceMean/Sum/Max, Softmax, LayerNormalization and the
-compiler's LayerNorm and RMSNorm."""
+compiler's LayerNorm, RMSNorm and L2Norm."""
 from __future__ import annotations
 
 import numpy as np
@@ -64,6 +64,17 @@ def rms_norm(x, gamma, eps):
     return y.astype(x.dtype)
 
 
+def l2_norm(x, gamma, eps):
+    n = np.sqrt((x * x).sum(axis=-1, keepdims=True))
+    y = x / np.maximum(n, np.asarray(eps, x.dtype))
+    if gamma is not None:
+        y = y * gamma
+    return y.astype(x.dtype)
+
+
+register("L2Norm", {"epsilon": 1e-12}, n_inputs=(1, 2),
+         doc="x / max(||x||_2, eps) * gamma over the last axis (F.normalize)")(
+    (_same, lambda xs, a: [l2_norm(xs[0], xs[1] if len(xs) > 1 else None, a["epsilon"])]))
 register("RMSNorm", {"epsilon": 1e-6}, n_inputs=(1, 2),
          doc="x / sqrt(mean(x^2)+eps) * gamma over the last axis")(
     (_same, lambda xs, a: [rms_norm(xs[0], xs[1] if len(xs) > 1 else None, a["epsilon"])]))

@@ -146,10 +146,12 @@ def _slice_dim(d: Dim, start: Dim, end: Dim, step: int) -> Dim:
         return len(range(*slice(start, end, step).indices(d)))
     if step != 1:
         raise ValueError("symbolic Slice needs step 1")
-    s = start + d if (not is_sym(start) and start < 0) else start
+    # a negative bound counts from the end, symbolic ones too (x[-seq:] has seq elements)
+    s = start + d if ((not is_sym(start) and start < 0) or (
+        is_sym(start) and sympy.sympify(start).is_negative)) else start
     if not is_sym(end) and end >= 2**31:
         e = d
-    elif not is_sym(end) and end < 0:
+    elif (not is_sym(end) and end < 0) or (is_sym(end) and sympy.sympify(end).is_negative):
         e = d + end
     else:
         e = end
@@ -229,6 +231,20 @@ register("Range", {"start": REQUIRED, "limit": REQUIRED, "delta": REQUIRED, "dty
 register("ConstantOfShape", {"shape": REQUIRED, "value": 0.0, "dtype": "float32"}, n_inputs=(0, 0))(
     (lambda ins, a: [(tuple(a["shape"]), a["dtype"])],
      lambda xs, a: [np.full(tuple(a["shape"]), a["value"], dtype=a["dtype"])]))
+
+
+def _tile_shape(ins, a):
+    reps = list(a["repeats"])
+    if len(reps) != ins[0].rank:
+        raise ValueError(f"Tile repeats {reps} do not match rank {ins[0].rank}")
+    if any(not is_sym(r) and int(r) < 0 for r in reps):
+        raise ValueError(f"Tile repeats {reps} must not be negative")
+    return [(tuple(norm_dim(d * r) if is_sym(d) or is_sym(r) else int(d) * int(r)
+                   for d, r in zip(ins[0].shape, reps)), ins[0].dtype)]
+
+
+register("Tile", {"repeats": REQUIRED})(
+    (_tile_shape, lambda xs, a: [np.tile(xs[0], tuple(int(r) for r in a["repeats"]))]))
 
 
 def _trilu(xs, a):

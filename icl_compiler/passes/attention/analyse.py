@@ -1,0 +1,196 @@
+"""One attention read analysed (:func:`_analyse`), and the diagnosis of products of activations
+that are not attention (:func:`_diagnose`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import CompileError
+from ...ir import layout as L
+from ...ir.graph import Graph, Node
+from ...ir.interpreter import run as interpret
+from ...ir.symbolic import resolve
+from ..classify import PRODUCTS, Info, Kind
+from ..util import ancestors
+from .common import REL, SOFTMAX_HINT, SOFTMAX_REASON, UNSUPPORTED_F, Attn, B, S, T, _err
+from .operands import _operands, _peel
+from .region import (_correspondence, _env_for, _fit, _fit_norm, _fit_post, _norm_after,
+                     _positions, _region, _row_eps, _skeleton, _subgraph, _t_max)
+
+def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
+    ia = 0 if info[p2.inputs[0]].kind == Kind.PAIR else 1
+    a_val = p2.inputs[ia]
+    nodes, p1s, sides = _region(g, info, a_val)
+    soft = next((n for n in nodes if n.op == "Softmax"), None)
+    if soft is not None:
+        raise _err(soft, SOFTMAX_REASON, SOFTMAX_HINT)
+    if len(p1s) != 1:
+        raise _err(p2, f"the attention weights come from {len(p1s)} products of activations; "
+                       "exactly one Q·Kᵀ can be mapped")
+    p1 = p1s[0]
+    s_val = p1.outputs[0]
+    z = p2.outputs[0]
+    post = _norm_after(g, info, z, a_val)
+    den_nodes: list[Node] = []
+    if post is not None:
+        den_nodes = [n for n in ancestors(g, post[1]) if n.name not in {x.name for x in nodes}
+                     and n.name != p1.name and info[n.outputs[0]].kind in (Kind.MIXED, Kind.PAIR)]
+    allowed = {n.name for n in nodes} | {p2.name} | {n.name for n in den_nodes}
+    if post is not None:
+        allowed.add(post[0].name)
+    for n in nodes + [p1]:
+        for o in n.outputs:
+            extra = [c for c in g.consumers(o) if c.name not in allowed]
+            if extra or o in g.outputs:
+                bad = extra[0] if extra else n
+                if bad.op == "Softmax":
+                    raise _err(bad, SOFTMAX_REASON, SOFTMAX_HINT)
+                raise _err(p1, "the attention scores are used by several ops "
+                               f"({', '.join(sorted({c.op for c in g.consumers(o)}))}); only an "
+                               "elementwise chain ending in ·V can be mapped")
+    target = post[0].outputs[0] if post is not None else z
+    t_max, lengths = _t_max(g, p1, s_val, sides, ctx, info)
+    s_lay = info[s_val].layout
+    a_lay = info[a_val].layout
+    pre_norm = next((n for n in nodes if "rownorm" in info[n.outputs[0]].flags), None)
+    numer = None
+    if pre_norm is not None and post is None:
+        numer = next((i for i in pre_norm.inputs if i and info[i].kind == Kind.PAIR), None)
+    outs = [a_val] + ([numer] if numer is not None else [])
+    sub = _subgraph(g, nodes, [s_val], outs, sides)
+    sk = _skeleton(_subgraph(g, nodes, [s_val], outs, sides), info)
+    rng = np.random.default_rng(0)
+    fitted = None
+    for T_ in lengths:
+        env = _env_for(s_lay, T_, batch=2 if L.has(s_lay, B) else 1)
+        shape = resolve(tuple(g.values[s_val].shape), env)
+        S_ = rng.normal(0, 2, shape)
+        try:
+            res = interpret(sub, {s_val: S_}, float_dtype="float64", keep=True)
+        except Exception as e:  # noqa: BLE001 - a mask we cannot evaluate is not a causal mask
+            raise _err(p1, f"cannot evaluate the attention mask at sequence length {T_} "
+                           f"({type(e).__name__}: {e})") from None
+        A = np.asarray(res[a_val])
+        if A.size != S_.size:
+            raise _err(p1, f"the attention mask changes the scores' shape {S_.shape} to "
+                           f"{A.shape}; the mask must broadcast over [..., T, T]")
+        perm = _correspondence(sk, s_val, a_val, env, p1)
+        tpos = _positions(s_lay, env, T).ravel()[perm].reshape(A.shape)
+        spos = _positions(s_lay, env, S).ravel()[perm].reshape(A.shape)
+        Sa = S_.ravel()[perm].reshape(A.shape)
+        tril = (spos <= tpos).astype(np.float64)
+        s_axis = tuple(i for i, ax in enumerate(a_lay) if S in {f.kind for f in ax})
+        tol = REL * max(1.0, float(np.max(np.abs(A[np.isfinite(A)]), initial=0.0)))
+        if not np.all(np.isfinite(A)) or np.any(np.abs(A) * (1 - tril) > tol):
+            raise _err(p1, "attention is not causal: after masking, query t still sees keys "
+                           f"s > t (checked at sequence length {T_}); a plastic KV cache "
+                           "only holds the tokens seen so far",
+                       "mask the scores with a lower-triangular (causal) mask")
+        fit = None
+        if post is not None:
+            r = _fit(A, Sa, tril)
+            if r is not None:
+                fit = _fit_post(g, info, post, nodes, den_nodes, s_val, sides, r, S_, A, a_lay)
+        elif numer is not None:
+            N = np.asarray(res[numer])
+            pn = _correspondence(sk, s_val, numer, env, p1) if N.size == S_.size else None
+            r = None if pn is None or not np.array_equal(pn, perm) else _fit(
+                N.reshape(A.shape), Sa, tril)
+            eps = None if r is None else _row_eps(A, N.reshape(A.shape), s_axis)
+            fit = (r[0], r[1], "rowsum", eps) if eps is not None else None
+            if fit is None:
+                r = _fit_norm(A, Sa, tril, s_axis)
+                fit = None if r is None else (r[0], r[1], "rowsum", r[2])
+        else:
+            r = _fit(A, Sa, tril)
+            fit = None if r is None else (r[0], r[1], "none", 0.0)
+        if fit is None:
+            bad = next((n for n in nodes if n.op in UNSUPPORTED_F or
+                        (n.op == "Onnx" and n.attrs.get("op_type") in UNSUPPORTED_F)), None)
+            if bad is not None:
+                op = bad.attrs.get("op_type", bad.op)
+                raise _err(bad, f"attention score function {op} is not supported (f must be "
+                                "identity, ReLU or ReLU², with optional scaling and row-sum "
+                                "normalisation)", "retrain with f = ReLU")
+            raise _err(p1, "the attention score function is not of the form post·f(scale·q·k) "
+                           f"with f ∈ {{identity, relu, relu2}} (checked at sequence length {T_})",
+                       "use f ∈ {identity, relu, relu2} with constant scales")
+        if fitted is not None and (fitted[0], fitted[2]) != (fit[0], fit[2]) or (
+                fitted is not None and not np.isclose(fitted[1], fit[1], rtol=1e-6)):
+            raise _err(p1, "the attention score function changes with the sequence length")
+        fitted = fit
+    f, scale, norm, eps = fitted
+    z_lay = info[z].layout
+    q, k, v, z_idx, H, d_k, d_v = _operands(g, info, p1, p2, s_val, a_val, sk, z)
+    q, k = _peel(g, info, q), _peel(g, info, k)
+    # f(c·(a·q)·(b·k)) = f(c·a·b·q·k): scalar scales on Q and K join the attention scale
+    scale = scale * q.factor * k.factor
+    return Attn(p1, p2, target, q, k, v, z_idx, z_lay, f, scale, norm, eps, t_max, H, d_k, d_v)
+
+def _diagnose(g: Graph, info: dict[str, Info], found: list[Attn]) -> list[CompileError]:
+    """Products of two activations that are not part of a recognised attention: why, each."""
+    used = {a.p1.name for a in found} | {a.p2.name for a in found}
+    out: list[CompileError] = []
+    for n in g.topo_nodes():
+        if n.name in used or n.op not in PRODUCTS:
+            continue
+        o = info.get(n.outputs[0])
+        data_ins = [i for i in n.inputs[:2] if i and info[i].kind in (Kind.TOKEN, Kind.PAIR)]
+        if o is not None and "scores" in o.flags:
+            e = _scores_error(g, info, n)
+            if e is not None:  # None: the scores reach a read (analysed on its own)
+                out.append(e)
+        elif o is not None and o.kind == Kind.MIXED and o.node is n and len(data_ins) == 2:
+            out.append(_err(n, "a product of two activations that is not causal attention Q·Kᵀ "
+                               "/ A·V; only attention can multiply activations (its K and V live "
+                               "in plastic synapses)"))
+    seen, unique = set(), []
+    for e in out:  # several score products can stop at the same op
+        key = (e.node, e.reason)
+        if key not in seen:
+            seen.add(key)
+            unique.append(e)
+    return unique
+
+
+def _time_order(lay) -> list[str]:
+    return [f.kind for ax in lay for f in ax if f.kind in (T, S)]
+
+def _scores_error(g: Graph, info: dict[str, Info], p1: Node) -> CompileError | None:
+    """Why the scores of ``p1`` never reach an attention read: the first op where they stop
+    being a pairwise value, or a softmax on the way."""
+    seen, stack = set(), [p1.outputs[0]]
+    first, swap = None, None
+    order = {n.name: i for i, n in enumerate(g.topo_nodes())}
+    while stack:
+        v = stack.pop()
+        for c in g.consumers(v):
+            if c.name in seen:
+                continue
+            seen.add(c.name)
+            if c.op == "Softmax" or (c.op == "Onnx" and c.attrs.get("op_type") == "Softmax"):
+                return _err(c, SOFTMAX_REASON, SOFTMAX_HINT)
+            oi = info.get(c.outputs[0])
+            if oi is not None and "attention" in oi.flags:
+                return None
+            if oi is not None and oi.kind == Kind.PAIR:
+                stack.append(c.outputs[0])
+                if c.op == "Transpose" and swap is None and _time_order(oi.layout) != _time_order(
+                        info[c.inputs[0]].layout):
+                    swap = c
+            elif oi is not None and oi.kind == Kind.MIXED and oi.node is c:
+                if first is None or order[c.name] < order[first.name]:
+                    first = c
+    if first is None:
+        return _err(p1, "attention scores are never multiplied by V")
+    code = info[first.outputs[0]].code
+    if code == "data_mask":
+        return _err(first, "the attention mask depends on the input data; only causal masks "
+                           "computed from the sequence length and constants can be mapped")
+    if code == "swap":
+        return _err(swap or first, "the attention score function is not elementwise (it mixes scores "
+                           "across positions); a plastic KV cache applies f to each slot's "
+                           "score on its own", "use an elementwise f such as ReLU")
+    if code == "rowsum":
+        return _err(first, "the attention scores' row sum is used other than to normalise the "
+                           "attention output")
+    return _err(first, f"the attention scores cannot be mapped here: {info[first.outputs[0]].reason}")

@@ -1,0 +1,103 @@
+"""Affine forms over populations, and the helpers of the lowering that need no graph: the op
+families, names, the canonical output layout, monomial matrices and selection composition."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...ir.graph import Node
+
+# ops that only move data: their feature map is an index map (exact, cheap to probe)
+MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Flatten", "Slice", "Split",
+         "Concat", "Gather", "SplitHeads", "MergeHeads", "Identity", "Cast", "Pad", "Tile",
+         "DepthToSpace", "SpaceToDepth", "GatherElements"}
+# ops that may be affine in their token inputs (checked numerically)
+AFFINE = MOVES | {"Add", "Sub", "Neg", "Mul", "Div", "MatMul", "Gemm", "Linear", "Einsum",
+                  "Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "ReduceMean",
+                  "ReduceSum", "CumSum", "Sum", "Mean", "Where"}
+MAPPED = ("the lowering maps Linear, Relu, LayerNorm/RMSNorm/L2 norms, data movement and other "
+          "linear ops, embeddings and attention")
+NEURON_HINTS = {
+    "Gelu": "retrain with ReLU",
+    "Erf": "GELU (erf form): retrain with ReLU",
+    "Tanh": "tanh (e.g. the tanh form of GELU): retrain with ReLU",
+    "Sigmoid": "sigmoid/SiLU: retrain with ReLU",
+}
+
+
+
+@dataclass
+class Affine:
+    """Σ_i W_i @ pop_i + bias, W_i: [n, size(pop_i)]."""
+
+    n: int
+    terms: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    bias: np.ndarray | None = None
+    selection: bool = False  # every W is 0/1 with at most one 1 per row, no bias
+
+    def scaled(self, c: float) -> Affine:
+        return Affine(self.n, [(p, W * c) for p, W in self.terms],
+                      None if self.bias is None else self.bias * c)
+
+    def rows(self, idx: np.ndarray) -> Affine:
+        return Affine(len(idx), [(p, W[idx]) for p, W in self.terms],
+                      None if self.bias is None else self.bias[idx], self.selection)
+
+
+def _op(node: Node) -> str:
+    return node.attrs.get("op_type", node.op) if node.op == "Onnx" else node.op
+
+
+def _short(value: str) -> str:
+    """A population name from a value name (ONNX names can be long paths)."""
+    return value if len(value) <= 48 else "…" + value[-47:]
+
+
+def _stack(forms: list[Affine]) -> Affine:
+    """One form holding the given forms' rows one after the other."""
+    n = sum(f.n for f in forms)
+    terms, bias, off = [], None, 0
+    for f in forms:
+        for p, W in f.terms:
+            Wn = np.zeros((n, W.shape[1]))
+            Wn[off:off + f.n] = W
+            terms.append((p, Wn))
+        if f.bias is not None:
+            bias = np.zeros(n) if bias is None else bias
+            bias[off:off + f.n] = f.bias
+        off += f.n
+    return Affine(n, terms, bias)
+
+
+def _monomial(M: np.ndarray):
+    """(row source index or −1, row scale) when every row of M has at most one non-zero."""
+    nz = M != 0
+    counts = nz.sum(axis=1)
+    if np.any(counts > 1):
+        return None
+    idx = np.where(counts == 1, nz.argmax(axis=1), -1)
+    scale = np.where(idx >= 0, M[np.arange(len(idx)), np.maximum(idx, 0)], 0.0)
+    return idx, scale
+
+
+def _compose(Wt: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Wt @ S for a 0/1 selection S (at most one 1 per row), without a dense matrix product
+    (GPT-2 small: 13.5 s of products with identity matrices)."""
+    n_in, n_out = S.shape
+    if n_in == n_out and np.count_nonzero(S) == n_in and np.all(S.diagonal() == 1):
+        return Wt
+    rows, cols = np.nonzero(S)
+    out = np.zeros((Wt.shape[0], n_out))
+    np.add.at(out.T, cols, Wt[:, rows].T)
+    return out
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+

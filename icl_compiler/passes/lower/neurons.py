@@ -1,0 +1,143 @@
+"""The lowering's ops that need neurons: the token embedding (one-hot token ids through a Dense),
+ReLU (graded ReLU neurons), the norms (embedded-core populations) and the plastic attention heads
+(k/q/v populations, slot neurons, plastic K/V synapses; DESIGN §4)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import layout as L
+from ...ir.graph import Node
+from ...ir.neuro import (Encoding, HeadSpec, Lowering, NeuronModel, NormParams, OffcoreOp,
+                         Placement, Role)
+from ...ir.ops import with_defaults
+from ...semantics.neurons import K_WRITE_RULE, V_WRITE_RULE
+from .forms import Affine, _short
+
+
+class NeuronOps:
+    """Mixed into :class:`~.lowerer.Lowerer`: one ``op_<Op>`` per op that needs neurons."""
+
+    def op_Gather(self, node: Node, layer):
+        table, idx = node.inputs
+        if idx not in self.ids:
+            self._affine(node)  # a selection of features (constant indices)
+            return layer
+        T = self.consts.get(table)
+        if T is None:
+            raise self.err(node, "an embedding lookup from a table computed at run time")
+        if self.tokens_pop is None:
+            self.vocab = T.shape[0]
+            self.tokens_pop = self.new_pop("tokens", T.shape[0], NeuronModel.INPUT, None,
+                                           placement=Placement.HOST, encoding=Encoding.ONE_HOT)
+        elif T.shape[0] != self.vocab:
+            raise self.err(node, f"two embedding tables index the token ids with different "
+                                 f"vocabularies ({self.vocab} and {T.shape[0]})")
+        W = np.ascontiguousarray(np.asarray(T, np.float64).reshape(T.shape[0], -1).T)
+        self.forms[node.outputs[0]] = Affine(W.shape[0], [(self.tokens_pop, W)])
+        return layer
+
+    def op_Relu(self, node: Node, layer):
+        form = self.form_of(node.inputs[0])
+        pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.GRADED_RELU,
+                                    layer)
+        self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def _norm(self, node: Node, layer, kind: str, axis: int = -1):
+        x = node.inputs[0]
+        lay = self.info[x].layout
+        axes = range(int(axis) % len(lay), len(lay))
+        n = L.n_features(lay)
+        if L.n_features(tuple(lay[a] for a in axes)) != n:
+            raise self.err(node, f"{kind} over part of the token's features (a per-head norm) "
+                                 "has no neuron mapping yet")
+        form = self.form_of(x)
+        shape = self.t.values[x].shape
+        tail = int(np.prod([int(shape[a]) for a in axes]))
+
+        def vec(v, default):
+            if not v:
+                return np.full(n, default, np.float64)
+            c = self.consts.get(v)
+            if c is None:
+                raise self.err(node, f"{kind} with a gain or bias computed at run time")
+            return np.broadcast_to(np.asarray(c, np.float64).reshape(-1)[-tail:]
+                                   if c.size >= tail else np.asarray(c, np.float64).reshape(-1),
+                                   (tail,)).reshape(-1).copy()
+
+        gamma = vec(node.inputs[1] if len(node.inputs) > 1 else "", 1.0)
+        beta = vec(node.inputs[2] if len(node.inputs) > 2 else "", 0.0)
+        params = NormParams(kind=kind, eps=float(node.attrs.get("epsilon", 1e-5)), gamma=gamma,
+                            beta=beta)
+        pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.NORM, layer,
+                                    placement=Placement.EMBEDDED, norm=params)
+        self.ng.offcore.append(OffcoreOp(
+            population=pop, op=kind, placement=Placement.EMBEDDED,
+            why="mean/variance and 1/sqrt need a reduction across neurons"))
+        self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def op_LayerNorm(self, node, layer):
+        return self._norm(node, layer, "layernorm")
+
+    def op_RMSNorm(self, node, layer):
+        return self._norm(node, layer, "rmsnorm")
+
+    def op_L2Norm(self, node, layer):
+        return self._norm(node, layer, "l2norm")
+
+    def op_LayerNormalization(self, node, layer):
+        return self._norm(node, layer, "layernorm", with_defaults(node.op, node.attrs)["axis"])
+
+    def op_PlasticAttention(self, node: Node, layer):
+        a = node.attrs
+        H, dk, dv = int(a["heads"]), int(a["d_k"]), int(a["d_v"])
+        L_ = int(a.get("layer", layer))
+        lowering = a.get("lowering", "auto")
+        lowering = Lowering.KV_SLOT if lowering == "auto" else Lowering(lowering)
+        if lowering == Lowering.FAST_WEIGHT:
+            if a["f"] != "identity" or a.get("normalisation", "none") != "none":
+                raise self.err(node, "fast_weight lowering needs linear attention (f = identity, "
+                                     "no normalisation)", "use lowering='kv_slot'")
+            if self.final_precision == "fixed":
+                raise self.err(node, "fast_weight lowering is exact only in float mode "
+                                     "(9-bit weights accumulate v·kᵀ)", "use lowering='kv_slot'")
+        q, k, v = (self.form_of(i) for i in node.inputs)
+        outs = []
+        for h in range(H):
+            sk = np.arange(h * dk, (h + 1) * dk)
+            sv = np.arange(h * dv, (h + 1) * dv)
+            tag = f"L{L_}.h{h}"
+            kp = self.materialise_form(k.rows(sk), f"{tag}.k", NeuronModel.GRADED, L_)
+            qp = self.materialise_form(q.rows(sk), f"{tag}.q", NeuronModel.GRADED, L_)
+            vp = self.materialise_form(v.rows(sv), f"{tag}.v", NeuronModel.GRADED, L_)
+            T = int(a["T_max"])
+            slots = self.new_pop(f"{tag}.slots", T, NeuronModel.SLOT, L_, attrs={"f": a["f"]})
+            norm = a.get("normalisation", "none")
+            rowsum = norm == "rowsum"
+            out = self.new_pop(f"{tag}.out", dv,
+                               NeuronModel.DIVIDE if rowsum else NeuronModel.GRADED, L_,
+                               placement=Placement.EMBEDDED if rowsum else Placement.NEUROCORE)
+            if rowsum:
+                self.ng.offcore.append(OffcoreOp(
+                    population=out, op="divide", placement=Placement.EMBEDDED,
+                    why="attention normalisation by the row sum is a division"))
+            ks = self.connect(qp, slots, np.zeros((T, dk)), role=Role.K, rule=K_WRITE_RULE)
+            vs = self.connect(slots, out, np.zeros((dv, T)), role=Role.V, rule=V_WRITE_RULE)
+            self.ng.heads.append(HeadSpec(
+                layer=L_, head=h, k=kp, q=qp, v=vp, slots=slots, out=out,
+                k_syn=ks.name, v_syn=vs.name, f=a["f"], scale=float(a.get("scale", 1.0)),
+                t_max=T, normalise=norm, eps=float(a.get("eps", 0.0)), lowering=lowering))
+            if lowering == Lowering.FAST_WEIGHT:
+                self.fast_weight_heads += 1
+            outs.append(out)
+        # merged heads: a pure selection form over the head outputs
+        terms = []
+        for h, out in enumerate(outs):
+            E = np.zeros((H * dv, dv))
+            E[h * dv:(h + 1) * dv] = np.eye(dv)
+            terms.append((out, E))
+        self.forms[node.outputs[0]] = Affine(H * dv, terms, None, selection=True)
+        return L_ + 1
+
+
