@@ -2,7 +2,8 @@
 synapses learned between calls (``Program.session``).
 
     s = prog.session(batch=B, backend="numpy")   # or backend="lava"
-    y_t = s.step(x_t)       # x_t: [B] token ids or [B, F] features → y_t [B, n_out] (dequantised)
+    y_t = s.step(x_t)       # x_t: [B] token ids or [B, F] features → y_t [B, n_out] (dequantised;
+                            # prog.onnx_outputs(np.stack(ys, 1)) gives T steps in run()'s layout)
     s.state()               # {K/V synapse name: [B, …]} the weights the learning rules wrote
     s.reset()               # fresh plastic state: the next step is position 0 again
     s.close()               # (also on garbage collection, at interpreter exit, and by ``with``)

@@ -241,10 +241,10 @@ def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,
     write (slots after it score 0; ``K`` holds the writes of all T tokens)."""
     if t0 is None:
         if not fixed:
-            return rows_matmul(q[:, None, :], K.transpose(0, 2, 1))[:, 0]
+            return np.einsum("btd,bd->bt", K, q)
         return fx.k_read(K, q, residual=residual(h))
-    if not fixed:
-        s = rows_matmul(q, K.transpose(0, 2, 1))
+    if not fixed:  # the same contraction kernel as one token's (einsum over the last axis)
+        s = np.einsum("bsd,btd->bts", K, q)
         s[:, ~fx.causal_mask(t0, s.shape[1], s.shape[2])] = 0.0
         return s
     return fx.k_read_causal(K, q, t0, residual=residual(h))
@@ -269,9 +269,9 @@ def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed
     rowsum = h.normalise == "rowsum"
     if t0 is not None:  # the columns after each token were still zero when it read them
         a_read = np.where(fx.causal_mask(t0, a.shape[1], a.shape[2]), a, 0)
-    if not fixed:
-        Vt = V.transpose(0, 2, 1)
-        acc = rows_matmul(a[:, None, :], Vt)[:, 0] if t0 is None else rows_matmul(a_read, Vt)
+    if not fixed:  # einsum over the slots: the same kernel for one token and for T
+        acc = np.einsum("bvt,bt->bv", V, a) if t0 is None else np.einsum("bvs,bts->btv", V,
+                                                                          a_read)
         res = (divide(acc, a, False, h.eps)[0] if rowsum else acc), 0
     else:  # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then
         # the value neuron combines the high and low rows of 16-bit V
@@ -287,11 +287,11 @@ def fast_weight(h: HeadSpec, W: np.ndarray, k: np.ndarray, v: np.ndarray, q: np.
     """Fast-weight lowering (float only): W += v kᵀ, output W q · scale.  Returns (W, output).
     k, v, q [B, n] (one token) or [B, T, n] (T tokens: W accumulates token by token, in order)."""
     if k.ndim == 2:
-        W = W + v[:, :, None] * k[:, None, :]
-        return W, np.matmul(W, q[:, :, None])[..., 0] * h.scale
-    outer = v[:, :, :, None] * k[:, :, None, :]  # [B, T, d_v, d_k]
+        W = W + np.einsum("bv,bk->bvk", v, k)
+        return W, np.einsum("bvk,bk->bv", W, q) * h.scale
+    outer = np.einsum("btv,btk->btvk", v, k)
     Ws = np.cumsum(np.concatenate([W[:, None], outer], axis=1), axis=1)[:, 1:]  # sequential sums
-    return Ws[:, -1], np.matmul(Ws, q[..., None])[..., 0] * h.scale
+    return Ws[:, -1], np.einsum("btvk,btk->btv", Ws, q) * h.scale
 
 
 def divide(acc: np.ndarray, a: np.ndarray, fixed: bool, eps: float, s_v: float | None = None,

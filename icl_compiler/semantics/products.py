@@ -15,8 +15,11 @@ differently; measured on OpenBLAS 0.3.23, Haswell kernels).  With the number of 
 multiple of :data:`ROW_BLOCK`, every row goes through the same full-tile kernel, so evaluating a
 token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives bit-identical rows:
 :func:`rows_matmul` does that padding, and both the token-by-token and the sequence-parallel
-interpreter use it for every float product.  ``tests/semantics/test_products.py`` checks the
-property on the installed BLAS.
+interpreter use it for every float static synapse group (for B a multiple of 8 it is the plain
+``pre @ Wᵀ`` of before, so calibration with such batches quantises exactly as before).  The heads'
+float reductions stay ``np.einsum`` over the last axis (K·q over d, V·a over the slots), whose
+kernel computes each dot product alike for one token or for T.
+``tests/semantics/test_products.py`` checks the row property on the installed BLAS.
 
 Allocator.  The interpreter's arrays are a few hundred KiB to a few MiB.  glibc serves such blocks
 by ``mmap`` until a large block has been freed once (its *dynamic* threshold) and returns freed
