@@ -150,3 +150,20 @@ def test_chunk_size_follows_the_memory_budget():
     assert it.chunk_tokens(4) == it.memory_budget // (8 * 4 * it.width)
     it.memory_budget = 1
     assert it.chunk_tokens(4) == 1  # at least one token
+
+
+@pytest.mark.parametrize("name", ["feat_relu2_additive_2l4h_lndec", "dyn_feat_relu_trilmul_2l2h_rms_ext"])
+def test_quantiser_gives_the_same_program_either_way(name, monkeypatch):
+    """Calibration and the auto-bits runs use the sequence-parallel order: same program, scales
+    included, as with token by token (the second fixture needs 16 bits)."""
+    from icl_compiler.ir import neuro_serialize
+
+    path, x, meta = fixture(name)
+    progs = []
+    for mode in ("token", "sequence"):
+        monkeypatch.setattr(Interpreter, "default_mode", mode)
+        progs.append(icl.compile(path, precision="fixed", calibration=x, max_context=meta["t_max"]))
+    (da, wa), (db, wb) = (neuro_serialize.to_dict(p.ng) for p in progs)
+    assert da == db
+    assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+    assert progs[0].report["quantisation"] == progs[1].report["quantisation"]
