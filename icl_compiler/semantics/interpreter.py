@@ -347,30 +347,30 @@ class Interpreter:
             if diag is not None and np.isfinite(absmax(pre)):  # (0·inf would be NaN)
                 return pre * diag
             return neurons.dense(s, pre, False)
-        if s.pre not in amax:
+        if s.pre not in amax:  # (max |payload|, the payloads as Lava's int32 channels carry them)
             if isinstance(pre, _OneHot):
-                amax[s.pre] = abs(int(pre.payload))
+                amax[s.pre] = (abs(int(pre.payload)), pre)
             else:
                 m = absmax(pre)
-                if m >= _INT32:  # Lava's int32 channels (fixed.dense wraps the pre payloads)
-                    vals[s.pre], m = fx.wrap32(pre), _INT32
-                amax[s.pre] = int(m)
-        pre = vals[s.pre]
+                if m >= _INT32:  # fixed.dense wraps the pre payloads (never for our neurons)
+                    amax[s.pre] = (_INT32, fx.wrap32(pre))
+                else:
+                    amax[s.pre] = (int(m), pre)
+        m, pre = amax[s.pre]
         if diag is not None:
-            c0, c1, rowsum, ex = diag
-            acc = pre.astype(np.int64) * c0 if pre.dtype != np.int64 else pre * c0
-            return self._shifted(acc, amax[s.pre] * rowsum, ex)
+            d2, _, dmax, ex = diag
+            acc = (pre if pre.dtype == np.int64 else pre.astype(np.int64)) * d2
+            return self._shifted(acc, m * dmax, ex)
         st = self._stack(s.pre)
         if s.pre not in prods:
             if isinstance(pre, _OneHot):
                 prods[s.pre] = st.WT[pre.idx] * int(pre.payload)
             else:
-                m = amax[s.pre]
                 if st.WT_int is None and float(m) * st.colsum >= 2**53:
                     st.WT_int = st.WT.astype(np.int64)
                 prods[s.pre] = int_matmul(pre, st.WT, st.colsum, m, b_int=st.WT_int)
         c0, c1, rowsum, ex = st.groups[s.name]
-        return self._shifted(prods[s.pre][:, c0:c1], amax[s.pre] * rowsum, ex)
+        return self._shifted(prods[s.pre][:, c0:c1], m * rowsum, ex)
 
     @staticmethod
     def _shifted(acc: np.ndarray, bound: int, ex: int) -> np.ndarray:
