@@ -175,6 +175,10 @@ def _main(args) -> int:
                 positive_number(f"--{name}", getattr(args, name))
     except OptionError as e:
         raise _Usage(str(e)) from None
+    model = Path(args.model)
+    if not model.is_file():  # the model first: it is the real problem when both are wrong
+        raise CompileError(f"{model}: " + ("is a directory, not an ONNX file" if model.is_dir()
+                                           else "no such file"))
     check_output_dir(args.out, force=args.force)  # a foreign -o is refused before compiling
     calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else None
     xrun = _load_npy(args.run, "--run") if args.run else None

@@ -1,5 +1,12 @@
 """Loading an ONNX model safely: size-checked external data restricted to the model's folder,
-``onnx.checker`` and strict ``onnx.shape_inference`` (catches malformed graphs early)."""
+``onnx.checker`` and strict ``onnx.shape_inference`` (catches malformed graphs early).
+
+The checker and shape inference see the model *before* its external data is read: the checker
+runs on the file path (it resolves external references against the model's folder without
+reading them) and shape inference on the graph whose initializers still point to the data (they
+need only the shapes).  The weights are then read once, into the inferred model.  Both calls on a
+loaded model serialise it — two copies of the weights (measured on the GPT-2-small shape, 626 MiB
+of weights: 7 of 9 s and a 3.2 GB peak; on the path and the light graph they take 0.03 s)."""
 from __future__ import annotations
 
 import os
@@ -42,9 +49,9 @@ def load_onnx(src: str | os.PathLike | onnx.ModelProto, *,
     if not model.HasField("graph") or not model.graph.node:
         raise CompileError("the ONNX model has an empty graph (is this really an ONNX file?)")
     _check_text(model)
-    _load_external(model, base, max_external_bytes)
-    try:
-        onnx.checker.check_model(model)
+    external = _check_external_refs(model, base, max_external_bytes)
+    try:  # on the file when there is one: no serialised copy of the weights
+        onnx.checker.check_model(str(path) if base is not None else model)
     except Exception as e:  # noqa: BLE001
         raise CompileError(f"onnx.checker rejected the model: {_first_line(e)}") from None
     if model.functions:
@@ -53,10 +60,12 @@ def load_onnx(src: str | os.PathLike | onnx.ModelProto, *,
             model = inliner.inline_local_functions(model)
         except Exception as e:  # noqa: BLE001
             raise CompileError(f"could not inline the model's local functions: {_first_line(e)}") from None
-    try:
+    try:  # external initializers still point to their data: shape inference needs their shapes
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as e:  # noqa: BLE001
         raise CompileError(f"ONNX shape inference failed: {_first_line(e)}") from None
+    if external:
+        _read_external(model, base)
     return model
 
 
@@ -98,10 +107,12 @@ def _tensor_nbytes(t: onnx.TensorProto) -> int | None:
     return n * dt.itemsize
 
 
-def _load_external(model: onnx.ModelProto, base: Path | None, cap: int) -> None:
+def _check_external_refs(model: onnx.ModelProto, base: Path | None, cap: int) -> bool:
+    """Validate every external data reference (inside the folder, sizes, the cap) without reading
+    the data.  Returns whether the model has external data."""
     tensors = _external_tensors(model)
     if not tensors:
-        return
+        return False
     if base is None:
         raise CompileError("the model refers to external data; pass the .onnx path, not a ModelProto")
     total = 0
@@ -117,6 +128,10 @@ def _load_external(model: onnx.ModelProto, base: Path | None, cap: int) -> None:
             raise CompileError(f"external data exceeds the size cap of {cap} bytes (at tensor "
                                f"{name!r}, {total} bytes so far); raise max_external_bytes if "
                                "the model is really this large")
+    return True
+
+
+def _read_external(model: onnx.ModelProto, base: Path) -> None:
     from onnx.external_data_helper import load_external_data_for_model
 
     try:

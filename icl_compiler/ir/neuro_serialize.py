@@ -285,7 +285,7 @@ def _check_quantiser(ng: NeuroGraph) -> None:
     need: dict[str, tuple[str, ...]] = {}
     for h in ng.heads:
         need[h.slots] = ("r", "r2")
-        need[h.out] = ("s_v", "s_a") if h.normalise == "rowsum" else ("e_v",)
+        need[h.out] = ("s_v", "s_a") if h.normalise in ("rowsum", "rowsum_max") else ("e_v",)
     for p in ng.populations():
         if p.model == NeuronModel.NORM:
             need[p.name] = ("in_scale",)

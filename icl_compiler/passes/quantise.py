@@ -87,18 +87,34 @@ class _Probe(Interpreter):
         super().__init__(ng)
         self.record = {}
         self.bad: tuple[str, int, str] | None = None
-        self._t = 0
+        self._t, self._T = 0, None  # the first token being evaluated; tokens at once (or None)
 
     def step(self, x_t, t, state, stats):
-        self._t = t
+        self._t, self._T = t, None
         return super().step(x_t, t, state, stats)
 
-    def _rec(self, key: str, arr: np.ndarray) -> None:
-        if self.bad is None and arr.size and not _representable(key, arr, self.fixed):
+    def advance(self, x, t0, state, stats):
+        self._t, self._T = t0, x.shape[1]
+        return super().advance(x, t0, state, stats)
+
+    def _rec(self, key: str, arr) -> None:
+        if (self.bad is None and isinstance(arr, np.ndarray) and arr.size
+                and not _representable(key, arr, self.fixed)):
             what = ("a value that is not a number" if self.fixed else
                     "NaN" if np.isnan(arr).any() else "infinite values")
-            self.bad = (key, self._t, what)
-        super()._rec(key, arr)
+            self.bad = (key, self._token_of(arr), what)
+        super()._rec(key, arr)  # a one-hot input (its payload) is always representable
+
+    def _token_of(self, arr: np.ndarray) -> int:
+        """The token of the first unrepresentable element: rows are sequences (token by token)
+        or sequence × token (``[B·T, n]`` or ``[B, T, …]``, several tokens at once)."""
+        ok = np.isfinite(arr) if not self.fixed else (arr >= PAYLOAD_MIN) & (arr <= PAYLOAD_MAX)
+        first = np.unravel_index(int(np.argmin(ok.reshape(-1))), arr.shape)
+        if not self._T:
+            return self._t
+        if arr.ndim >= 3:
+            return self._t + int(first[1])
+        return self._t + int(first[0]) % self._T
 
 
 def _representable(key: str, arr: np.ndarray, fixed: bool) -> bool:

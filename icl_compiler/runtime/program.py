@@ -127,6 +127,13 @@ class Program:
                              layout.from_json(s["layout"])) for s in specs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def session(self, batch: int = 1, backend: str = "numpy", **kw):
+        """A streaming session: ``step(x_t)`` feeds one token per sequence and keeps the plastic
+        state between calls (see ``runtime/session.py``)."""
+        from .session import Session
+
+        return Session(self, batch=batch, backend=backend, **kw)
+
     def dequantise(self, y: np.ndarray) -> np.ndarray:
         """Real values of raw outputs (integer payloads in fixed mode)."""
         return neurons.dequantise(y, self.ng.pop(self.io.output_pop).scale, self.fixed)

@@ -58,7 +58,7 @@ def wrap32(x) -> np.ndarray:
 
 def shift(a, exp: int) -> np.ndarray:
     """Lava's weight_exp shift of an int32 sum: ``a << exp`` (int32 wrap) or ``a >> -exp`` (floor)."""
-    a = wrap32(a)
+    a = wrap32_needed(a)
     exp = int(exp)
     if exp > 0:
         return wrap32(a << exp)
@@ -151,7 +151,7 @@ def _finish(acc: np.ndarray) -> tuple[np.ndarray, int]:
 
 def x1_from_payload(p) -> np.ndarray:
     """Pre trace x1 of a spiking neuron in OVERWRITE mode, as the learning rule sees it."""
-    p = wrap32(p)
+    p = wrap32_needed(p)
     return np.clip(round_half_even_half(p) & 0xFF, 0, TRACE_MAX)
 
 
@@ -170,15 +170,32 @@ def k_payload(k, residual: bool = False) -> np.ndarray:
     16-bit K: [..., 3d] = ``[2·max(hi,0), 2·max(−hi,0), 2·lo]`` with k = hi·2^7 + lo."""
     hi, lo = kv_split(k, residual, K_RANGE[0], K_RANGE[1])
     parts = [2 * np.maximum(hi, 0), 2 * np.maximum(-hi, 0)] + ([2 * lo] if residual else [])
-    return wrap32(np.concatenate(parts, axis=-1))
+    return wrap32_needed(np.concatenate(parts, axis=-1))
+
+
+def k_traces(k, residual: bool = False) -> np.ndarray:
+    """The pre traces x1 that the write payloads ``k_payload(k)`` leave (== ``x1_from_payload``):
+    each half of the sign split carries 2·m with m = max(±hi, 0), and when m ≤ 127 (always for
+    16-bit K, whose hi is saturated to [-127, 127]; for 8-bit K iff |k| ≤ 127) the trace is m
+    itself: 2·m is even and below 2^8, so rounding, the mod-256 wrap and the clip change nothing."""
+    hi, lo = kv_split(k, residual, K_RANGE[0], K_RANGE[1])
+    if hi.size and absmax_int(hi) > TRACE_MAX:
+        return x1_from_payload(k_payload(k, residual))
+    parts = [np.maximum(hi, 0), np.maximum(-hi, 0)] + ([lo] if residual else [])
+    return np.concatenate(parts, axis=-1)
+
+
+def absmax_int(x) -> int:
+    """max |x| of a non-empty integer array."""
+    return int(max(-int(x.min()), int(x.max())))
 
 
 def q_payload(q, residual: bool = False) -> np.ndarray:
     """Read payloads, q [..., d] → [..., 2d]: ``[q, −q]``; 16-bit K: [..., 3d] = ``[q, −q, q >> 7]``
     (the low half of K is read at 2^-7, so slot s receives ≈ Σ k_s·q / 2^7)."""
-    q = wrap32(q)
+    q = wrap32_needed(q)
     parts = [q, -q] + ([q >> RES_BITS] if residual else [])
-    return wrap32(np.concatenate(parts, axis=-1))
+    return wrap32_needed(np.concatenate(parts, axis=-1))
 
 
 def k_lanes(residual: bool = False) -> int:
@@ -211,43 +228,74 @@ def k_signed(K, residual: bool = False) -> np.ndarray:
     return k * RES_SCALE + K[..., 2 * d:] if residual else k
 
 
-def k_write_payload(K, p, t: int) -> tuple[np.ndarray, int]:
-    """K write with arbitrary pre payloads p [B, 2d] and a bAP on slot t (the general rule)."""
-    K = np.array(K, dtype=np.int64, copy=True)
-    if not 0 <= t < K.shape[1]:
-        return K, int(np.asarray(p).size)  # no slot: nothing is written (counted as lost)
-    p = wrap32(p)
-    x0 = (p != 0).astype(np.int64)
+def _k_rule(w: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, int]:
+    """The two-factor K rule on rows ``w`` with a bAP (y0 = 1) and pre payloads ``p`` (same shape):
+    (new rows, inexact accumulator events).  Elementwise, so any number of rows at once.
+
+    Rows that hold nothing yet (every slot's first write, the protocol) take a proven shortcut:
+    with w = 0, product 1 is x0·x1·2^7 ≤ 127·2^7 (no clip), product 2 is 0, the accumulator is a
+    multiple of 2^7 (exact), so the row becomes x0·x1 = x1 (x1 = 0 where x0 = 0)."""
+    p = wrap32_needed(p)
     x1 = x1_from_payload(p)
-    w = K[:, t, :]
+    if not w.any():
+        return x1, 0
+    x0 = (p != 0).astype(np.int64)
     acc = w << _W_SHIFT
     # product 1: y0 · x0 · x1 (widths 1 + 7), product 2: −y0 · w (width 9)
     acc = np.clip(acc + _product(_factor(x0, _SPIKE_BITS) * _factor(x1, _TRACE_BITS),
                                  (_SPIKE_BITS, _TRACE_BITS)), _ACC_MIN, _ACC_MAX)
     acc = np.clip(acc + _product(-_factor(w, _W_BITS), (_W_BITS,)), _ACC_MIN, _ACC_MAX)
-    K[:, t, :], inexact = _finish(acc)
-    return K, inexact
+    return _finish(acc)
+
+
+def _rows(n_slots: int, t: int, n: int) -> int:
+    """How many of the slots t, t+1, …, t+n−1 exist (the rest of the writes are lost)."""
+    return max(0, min(n, n_slots - t)) if t >= 0 else 0
+
+
+def k_write_payload(K, p, t: int) -> tuple[np.ndarray, int]:
+    """K write with arbitrary pre payloads and a bAP (the general rule): p [B, 2d] onto slot t,
+    or p [B, T, 2d] onto slots t … t+T−1 (one token each).  Payloads of missing slots are lost
+    (counted)."""
+    K = np.array(K, dtype=np.int64, copy=True)
+    p = np.asarray(p)
+    p3 = p[:, None] if p.ndim == 2 else p
+    n = _rows(K.shape[1], int(t), p3.shape[1])
+    inexact = 0
+    if n:
+        K[:, t:t + n, :], inexact = _k_rule(K[:, t:t + n, :], p3[:, :n])
+    return K, inexact + int(p3[:, n:].size)
 
 
 def _out_of_range(x, lo: int, hi: int, residual: bool) -> int:
     x = np.asarray(x, np.int64)
     if residual:
         lo, hi = lo * RES_SCALE, hi * RES_SCALE + RES_SCALE - 1
+    if x.size == 0 or (x.min() >= lo and x.max() <= hi):
+        return 0
     return int(np.count_nonzero((x < lo) | (x > hi)))
 
 
 def k_write(K, k, t: int, residual: bool = False) -> tuple[np.ndarray, int]:
-    """Write keys k [B, d] into row t of K [B, T_max, 2d|3d] (two-factor rule, sign split).
+    """Write keys k [B, d] into row t of K [B, T_max, 2d|3d] (two-factor rule, sign split); or
+    k [B, T, d] (T tokens of each sequence) into rows t … t+T−1 — row by row the same arithmetic.
 
     Returns (new K, number of saturated/lost entries): k entries outside [-127, 127] (16-bit:
-    [-127·2^7, 127·2^7 + 127]), inexact accumulator events (only possible if row t was not
-    zero), or all entries if t ≥ T_max.
+    [-127·2^7, 127·2^7 + 127]), inexact accumulator events (only possible if the row was not
+    zero), and every entry of a token whose slot is ≥ T_max.
     """
     k = np.asarray(k, np.int64)
-    Kn, inexact = k_write_payload(K, k_payload(k, residual), t)
-    if not 0 <= t < np.shape(K)[1]:
-        return Kn, int(k.size)
-    return Kn, _out_of_range(k, *K_RANGE, residual) + inexact
+    k3 = k[:, None] if k.ndim == 2 else k
+    n = _rows(np.shape(K)[1], int(t), k3.shape[1])
+    Kn = np.array(K, dtype=np.int64, copy=True)
+    inexact = 0
+    if n:
+        rows = Kn[:, t:t + n, :]
+        if not rows.any():  # first writes (the protocol): each row becomes its traces (_k_rule)
+            Kn[:, t:t + n, :] = k_traces(k3[:, :n], residual)
+        else:
+            Kn[:, t:t + n, :], inexact = _k_rule(rows, k_payload(k3[:, :n], residual))
+    return Kn, _out_of_range(k3[:, :n], *K_RANGE, residual) + inexact + int(k3[:, n:].size)
 
 
 def k_read(K, q, exp: int = 0, residual: bool = False) -> np.ndarray:
@@ -256,27 +304,85 @@ def k_read(K, q, exp: int = 0, residual: bool = False) -> np.ndarray:
     return shift(a, exp)
 
 
-def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
-            residual: bool = False) -> tuple[np.ndarray, int]:
-    """Write values v [B, d_v] into column t of V [B, d_v|2d_v, T_max] (three-factor rule).
+def causal_mask(t0: int, T: int, t_max: int) -> np.ndarray:
+    """[T, T_max]: slot s is visible to the query of token t0 + i iff s ≤ t0 + i."""
+    return np.arange(t_max)[None, :] <= (int(t0) + np.arange(T))[:, None]
 
-    Returns (new V, number of saturated/lost entries).  Column t becomes clip(v, -128, 127);
-    16-bit V: rows [hi, lo] of v = hi·2^7 + lo (``kv_split``), third factors y1 = [hi, lo].
-    """
-    V = np.array(V, dtype=np.int64, copy=True)
-    v = np.asarray(v, np.int64)
-    if not 0 <= t < V.shape[2]:
-        return V, int(v.size)
-    y1 = _factor(wrap32(v_third_factor(v, residual)), _TRACE_BITS)
-    w = V[:, :, t]
+
+def k_read_causal(K, q, t0: int, exp: int = 0, residual: bool = False) -> np.ndarray:
+    """Scores [B, T, T_max] of the queries q [B, T, d] of tokens t0 … t0+T−1, each reading K as it
+    was right after its own token's write: ``K`` holds the writes of all T tokens, slots after a
+    query's token score 0 (the rows it would have read are still zero; the caller checks that K's
+    rows ≥ t0 held nothing before these writes).  Equal to :func:`k_read` token by token.
+
+    When no |q| reaches 2^31 (so q and −q are their own int32 wraps) the read payloads
+    ``[q, −q(, q >> 7)]`` give Σ K⁺q + K⁻(−q) (+ K_lo(q >> 7)) = Σ (K⁺ − K⁻)·q (+ …) exactly, a
+    product with half the lanes.  It runs in float64 BLAS, exact because |K⁺ − K⁻| ≤ 511 and
+    |q| < 2^31 bound every partial sum by 2^40·d (``products.int_matmul``)."""
+    from .products import int_matmul
+
+    K = np.asarray(K, np.int64)
+    q = np.asarray(q, np.int64)
+    d = q.shape[-1]
+    if q.size == 0 or absmax_int(q) < -INT32_MIN:
+        lhs = [q] + ([q >> RES_BITS] if residual else [])
+        rhs = [K[..., :d] - K[..., d:2 * d]] + ([K[..., 2 * d:]] if residual else [])
+        colsum = d * (2 * WEIGHT_MAX + 1) + (d * -WEIGHT_MIN if residual else 0)
+        lhs = lhs[0] if len(lhs) == 1 else np.concatenate(lhs, axis=-1)
+        rhs = rhs[0] if len(rhs) == 1 else np.concatenate(rhs, axis=-1)
+    else:
+        lhs, rhs, colsum = q_payload(q, residual), K, K.shape[-1] * -WEIGHT_MIN
+    a = int_matmul(lhs, rhs.transpose(0, 2, 1), b_colsum=colsum)
+    a[:, ~causal_mask(t0, a.shape[1], a.shape[2])] = 0
+    return shift(a, exp)  # (shift skips the int32 wrap when nothing needs it)
+
+
+def wrap32_needed(x: np.ndarray) -> np.ndarray:
+    """``wrap32(x)``, skipped when every |x| < 2^31 already (then it is the identity)."""
+    x = np.asarray(x, np.int64)
+    if x.size == 0 or (x.min() >= INT32_MIN and x.max() < -INT32_MIN):
+        return x
+    return wrap32(x)
+
+
+def _v_rule(w: np.ndarray, y1: np.ndarray, y2: int, y3: int) -> tuple[np.ndarray, int]:
+    """The three-factor V rule on columns ``w`` with a pre spike (x0 = 1) and third factors
+    ``y1`` (same shape), ``y2``, ``y3``: (new columns, inexact events).  Elementwise.
+
+    Columns that hold nothing yet with the protocol's y2 = 8 take a proven shortcut: product 1
+    is ((y1·8) >> 3)·2^7 = y1·2^7 with y1 ∈ [-128, 127] (no clip), product 2 is 0, so the column
+    becomes y1."""
+    if y2 == V_Y2 and not w.any():
+        return np.array(y1, np.int64, copy=True), 0
     acc = w << _W_SHIFT
     # product 1: x0 · y1 · y2 (widths 7 + 7), product 2: −x0 · y3 · w (widths 7 + 9); x0 = 1
     acc = np.clip(acc + _product(y1 * _factor(y2, _TRACE_BITS), (_TRACE_BITS, _TRACE_BITS)),
                   _ACC_MIN, _ACC_MAX)
     acc = np.clip(acc + _product(-_factor(y3, _TRACE_BITS) * _factor(w, _W_BITS),
                                  (_TRACE_BITS, _W_BITS)), _ACC_MIN, _ACC_MAX)
-    V[:, :, t], inexact = _finish(acc)
-    return V, _out_of_range(v, *V_RANGE, residual) + inexact
+    return _finish(acc)
+
+
+def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
+            residual: bool = False) -> tuple[np.ndarray, int]:
+    """Write values v [B, d_v] into column t of V [B, d_v|2d_v, T_max] (three-factor rule); or
+    v [B, T, d_v] into columns t … t+T−1.
+
+    Returns (new V, number of saturated/lost entries).  Column t becomes clip(v, -128, 127);
+    16-bit V: rows [hi, lo] of v = hi·2^7 + lo (``kv_split``), third factors y1 = [hi, lo].
+    Every entry of a token whose slot is ≥ T_max is lost (counted).
+    """
+    V = np.array(V, dtype=np.int64, copy=True)
+    v = np.asarray(v, np.int64)
+    v3 = v[:, None] if v.ndim == 2 else v
+    n = _rows(V.shape[2], int(t), v3.shape[1])
+    inexact = 0
+    if n:
+        y1 = _factor(wrap32_needed(v_third_factor(v3[:, :n], residual)), _TRACE_BITS)  # [B, n, rows]
+        cols, inexact = _v_rule(V[:, :, t:t + n], y1.transpose(0, 2, 1), y2, y3)
+        V[:, :, t:t + n] = cols
+        inexact += _out_of_range(v3[:, :n], *V_RANGE, residual)
+    return V, inexact + int(v3[:, n:].size)
 
 
 def v_third_factor(v, residual: bool = False) -> np.ndarray:
@@ -292,13 +398,25 @@ def value_combine(acc, residual: bool = False) -> np.ndarray:
     if not residual:
         return acc
     dv = acc.shape[-1] // 2
-    return wrap32(acc[..., :dv] + (acc[..., dv:] >> RES_BITS))
+    return wrap32_needed(acc[..., :dv] + (acc[..., dv:] >> RES_BITS))
 
 
 def v_read(V, a, exp: int = 0) -> np.ndarray:
     """V synapses' outputs [B, d_v] ([B, 2d_v] for 16-bit V): ``shift(int32(V · a), exp)``
     (exp = V LearningDense weight_exp); ``value_combine`` gives the head accumulator."""
     acc = np.einsum("bvt,bt->bv", np.asarray(V, np.int64), wrap32(a))
+    return shift(acc, exp)
+
+
+def v_read_causal(V, a, exp: int = 0) -> np.ndarray:
+    """V synapses' outputs [B, T, d_v|2d_v] for slot outputs a [B, T, T_max] of T tokens, ``a``
+    already zero on the slots after each token (``causal_mask``): equal to :func:`v_read` token by
+    token (the columns it would have read there are still zero).  Exact in float64 BLAS:
+    |V| ≤ 256 and |a| < 2^31 bound every partial sum by 2^39·T_max."""
+    from .products import int_matmul
+
+    V = np.asarray(V, np.int64)
+    acc = int_matmul(wrap32_needed(a), V.transpose(0, 2, 1), b_colsum=V.shape[-1] * -WEIGHT_MIN)
     return shift(acc, exp)
 
 
@@ -309,7 +427,7 @@ SLOT_FUNCS = ("identity", "relu", "relu2")
 
 def slot_f(scores, f: str, r: int = 0, r2: int = 0) -> np.ndarray:
     """Slot neuron: ``s = scores >> r``; identity | relu | relu2 = (max(s,0)² >> r2); 24-bit clip."""
-    s = wrap32(scores) >> int(r)
+    s = wrap32_needed(scores) >> int(r)
     if f == "identity":
         a = s
     elif f == "relu":
@@ -324,7 +442,7 @@ def slot_f(scores, f: str, r: int = 0, r2: int = 0) -> np.ndarray:
 def value_out(acc, residual: bool = False) -> np.ndarray:
     """Value neuron output in its read step: the V synapses' outputs combined
     (``value_combine``) and saturated to 24 bits."""
-    return clip_payload(wrap32(value_combine(acc, residual)))
+    return clip_payload(wrap32_needed(value_combine(acc, residual)))
 
 
 def head_sequence(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int = 0,

@@ -1,12 +1,37 @@
-"""The reference interpreter of the neuromorphic IR: token by token, batched over sequences.
+"""The reference interpreter of the neuromorphic IR, batched over sequences, in two evaluation orders.
 
 It runs the *neuromorphic* graph (not the tensor IR): populations in static order, synapse
 groups as matrix products, and each attention head's K/V held in per-sequence plastic weight
 arrays that only the learning rules write.  Float mode uses float64; fixed mode uses the exact
 integer primitives of :mod:`.fixed` (Lava 0.10 ``fixed_pt``; the contract is docs/semantics.md).
 The neuron arithmetic is :mod:`.neurons`; this module adds the evaluation order, the plastic
-state and the counts of :class:`RunStats`.  The NumPy backend is this interpreter; the quantiser
-calibrates with it (``record``).
+state and the counts of :class:`RunStats`.
+
+* **Token by token** (:meth:`Interpreter.step`, ``run(x, mode="token")``): the definition —
+  every population once per token, each head writes slot t and reads.  The fixed-point products
+  are plain int64 (``fixed.dense``, ``fixed.k_read``, ``fixed.v_read``).
+* **Sequence-parallel** (:meth:`Interpreter.advance`, ``run(x)``, the default): every population
+  once per *chunk* of tokens ([B·T, n] at once).  A population's value depends only on its own
+  token except inside the heads, and there the K write of token t fills slot t while the read of
+  token t sees the slots ≤ t, so a head is the writes of all T tokens followed by causally
+  masked products (``neurons.k_read`` / ``value_read`` with ``t0``) — with the rules' own integer
+  arithmetic, so the results, the :class:`RunStats` (ops, spikes, saturation counts), the
+  calibration record and the final K/V equal the token-by-token ones bit for bit.  Fixed-point
+  products run in float64 BLAS when a bound proves them exact (``products.int_matmul``); the
+  static synapse groups leaving one population are stacked into one prepared matrix (built once
+  per interpreter); wrap-arounds that the bounds exclude are skipped.  A chunk starts where the
+  plastic state holds nothing yet (slots ≥ its first position are zero); otherwise (a state
+  given by the caller) that chunk runs token by token.
+
+Memory: a chunk of Tc tokens holds at most ``8·B·Tc·W`` bytes of per-token values, where ``W``
+(:attr:`Interpreter.width`) is the number of values one token of one sequence produces (every
+population, the stacked products, per head 4·T_max score/slot arrays and, for fast weights,
+d_v·d_k); Tc is the largest chunk within ``memory_budget`` (default 64 MiB), at least one token.
+Beyond that the interpreter holds the plastic state (K/V of every head), the outputs and the
+prepared weights.
+
+The NumPy backend and ``runtime.session`` run this interpreter; the quantiser calibrates with it
+(``record``).
 """
 from __future__ import annotations
 
@@ -15,7 +40,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir.neuro import HeadSpec, Lowering, NeuroGraph, NeuronModel, Role
+from . import fixed as fx
 from . import neurons
+from .neurons import count_nonzero
+from .products import absmax, int_matmul, tune_allocator
+
+MEMORY_BUDGET = 64 * 2**20  # bytes of per-token values one chunk may hold
+_INT32 = 2**31
 
 
 @dataclass
@@ -31,10 +62,33 @@ class RunStats:
             self.saturations[what] = self.saturations.get(what, 0) + int(n)
 
 
-class Interpreter:
-    """Runs a :class:`NeuroGraph` on a batch of sequences (``run``), one token at a time."""
+@dataclass
+class _OneHot:
+    """A one-hot input over N rows (tokens): row r carries ``payload`` on neuron ``idx[r]``."""
 
-    def __init__(self, ng: NeuroGraph):
+    idx: np.ndarray
+    payload: float
+
+
+@dataclass
+class _Stack:
+    """The static synapse groups leaving one population, prepared once (fixed mode): Lava's
+    doubled weights of all groups side by side, transposed ([pre, Σ rows]), and per group its
+    columns, its largest row Σ|2m| and its shift e − 1."""
+
+    WT: np.ndarray  # float64 (or int64 for one-hot pres, which are gathered)
+    colsum: int
+    groups: dict  # name -> (c0, c1, rowsum, e - 1)
+    WT_int: np.ndarray | None = None
+
+
+class Interpreter:
+    """Runs a :class:`NeuroGraph` on a batch of sequences (``run``): sequence-parallel by default,
+    token by token with ``mode="token"`` (see the module docstring)."""
+
+    default_mode = "sequence"  # what ``run`` does without ``mode`` (benchmarks set "token")
+
+    def __init__(self, ng: NeuroGraph, *, memory_budget: int = MEMORY_BUDGET):
         self.ng = ng
         self.fixed = ng.precision == "fixed"
         self.order = ng.static_order()
@@ -46,10 +100,85 @@ class Interpreter:
         self.dtype = neurons.dtype(self.fixed)
         self.record: dict[str, float] | None = None  # calibration: max |value| per probe
         self.last_state: dict[str, np.ndarray] = {}
+        self.memory_budget = int(memory_budget)
+        tune_allocator()
+        self.diagonal = self._diagonal_groups()
+        self.out_groups = self._out_groups()
+        self.stacks: dict[str, _Stack] = {}
+        self.width = self._width()
 
-    def _rec(self, key: str, arr: np.ndarray) -> None:
-        if self.record is not None and arr.size:
-            self.record[key] = max(self.record.get(key, 0.0), float(np.max(np.abs(arr))))
+    def _rec(self, key: str, arr) -> None:
+        if self.record is None:
+            return
+        if isinstance(arr, _OneHot):
+            m = abs(float(arr.payload)) if arr.idx.size else None
+        else:
+            m = float(absmax(arr)) if arr.size else None
+        if m is not None:
+            self.record[key] = max(self.record.get(key, 0.0), m)
+
+    # -- preparation ---------------------------------------------------------------------------
+    def _out_groups(self) -> dict[str, list]:
+        """The non-diagonal static groups leaving each population, in evaluation order."""
+        out: dict[str, list] = {}
+        for name in self.order:
+            for s in self.static_in[name]:
+                if s.name not in self.diagonal:
+                    out.setdefault(s.pre, []).append(s)
+        return out
+
+    def _stack(self, pre: str) -> _Stack:
+        """The doubled weights of ``pre``'s static groups, stacked (fixed mode; built on first
+        use, then kept: the interpreter prepares each matrix once)."""
+        st = self.stacks.get(pre)
+        if st is not None:
+            return st
+        groups = self.out_groups[pre]
+        w2 = [fx.lava_dense_weights(s.weights) for s in groups]
+        WT = np.concatenate([w.T for w in w2], axis=1)
+        info, c = {}, 0
+        for s, w in zip(groups, w2):
+            rowsum = int(np.abs(w).sum(axis=1).max()) if w.size else 0
+            info[s.name] = (c, c + w.shape[0], rowsum, int(s.exp) - 1)
+            c += w.shape[0]
+        colsum = max((g[2] for g in info.values()), default=0)
+        one_hot = self.ng.pop(pre).one_hot
+        WT = np.ascontiguousarray(WT, np.int64 if one_hot else np.float64)
+        st = self.stacks[pre] = _Stack(WT, colsum, info, WT if one_hot else None)
+        return st
+
+    def _diagonal_groups(self) -> dict:
+        """Static groups with a square diagonal matrix (residual connections), by name: float:
+        the diagonal; fixed: (Lava's doubled diagonal, -, its largest |entry|, e − 1)."""
+        out = {}
+        for s in self.ng.synapses():
+            w = s.weights
+            if s.role != Role.STATIC or w.ndim != 2 or w.shape[0] != w.shape[1] or not w.size:
+                continue
+            d = np.diag(w)
+            if np.count_nonzero(w) != np.count_nonzero(d):
+                continue
+            if self.fixed:
+                d2 = np.diag(fx.lava_dense_weights(w)).astype(np.int64)
+                out[s.name] = (d2, None, int(np.abs(d2).max()), int(s.exp) - 1)
+            else:
+                out[s.name] = d.astype(np.float64)
+        return out
+
+    def _width(self) -> int:
+        """Values one token of one sequence holds during a chunk (the memory bound's W)."""
+        w = sum(p.size for p in self.ng.populations() if not p.one_hot)
+        if self.fixed:  # the stacked products
+            w += sum(s.weights.shape[0] for gs in self.out_groups.values() for s in gs)
+        for h in self.ng.heads:
+            w += 4 * h.t_max
+            if h.lowering == Lowering.FAST_WEIGHT:
+                w += self.ng.pop(h.k).size * self.ng.pop(h.v).size
+        return max(w, 1)
+
+    def chunk_tokens(self, batch: int) -> int:
+        """Tokens per chunk for a batch: the most that keep 8·B·Tc·W within the memory budget."""
+        return max(1, self.memory_budget // (8 * max(batch, 1) * self.width))
 
     # -- state ------------------------------------------------------------------------------
     def fresh_state(self, batch: int) -> dict[str, np.ndarray]:
@@ -61,7 +190,16 @@ class Interpreter:
             st[h.v_syn] = neurons.v_init(h, dv, batch, self.fixed)
         return st
 
-    # -- one token -----------------------------------------------------------------------------
+    def _unwritten_from(self, state: dict, t0: int) -> bool:
+        """True if every KV-slot head's slots ≥ t0 hold nothing (what a chunk needs)."""
+        for h in self.ng.heads:
+            if h.lowering == Lowering.FAST_WEIGHT:
+                continue
+            if np.any(state[h.k_syn][:, t0:]) or np.any(state[h.v_syn][:, :, t0:]):
+                return False
+        return True
+
+    # -- one token (the definition) ----------------------------------------------------------------
     def step(self, x_t: np.ndarray, t: int, state: dict, stats: RunStats) -> np.ndarray:
         ng, fixed = self.ng, self.fixed
         B = x_t.shape[0]
@@ -81,61 +219,193 @@ class Interpreter:
             cur = np.zeros((B, pop.size), self.dtype)
             for s in self.static_in[name]:
                 pre = vals[s.pre]
-                stats.synaptic_ops += int(np.count_nonzero(pre)) * s.weights.shape[0]
+                stats.synaptic_ops += count_nonzero(pre) * s.weights.shape[0]
                 cur += neurons.dense(s, pre, fixed)
-            if pop.bias is not None:
-                cur += pop.bias.astype(self.dtype)
-            self._rec(name + ":current", cur)
-            vals[name], sat = neurons.neuron(pop, cur, fixed)
-            stats.saturate(f"payload:{name}", sat)
-            stats.spikes += int(np.count_nonzero(vals[name]))
-            self._rec(name, vals[name])
+            vals[name] = self._neuron(name, pop, cur, stats)
         return vals[self.io.output_pop]
 
-    def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats) -> np.ndarray:
+    def _neuron(self, name: str, pop, cur: np.ndarray, stats: RunStats) -> np.ndarray:
+        """A static population's output from its synaptic current (both evaluation orders)."""
+        if pop.bias is not None:
+            cur += pop.bias.astype(self.dtype)
+        self._rec(name + ":current", cur)
+        out, sat = neurons.neuron(pop, cur, self.fixed)
+        stats.saturate(f"payload:{name}", sat)
+        stats.spikes += count_nonzero(out)
+        self._rec(name, out)
+        return out
+
+    def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats, n_tok: int = 1,
+             t0: int | None = None) -> np.ndarray:
+        """One plastic head: for token t (``vals`` hold [B, n]), or for the ``n_tok`` tokens from
+        ``t0`` (``vals`` hold [B·n_tok, n], causal reads)."""
         ng, fixed = self.ng, self.fixed
+        seq = t0 is not None
+        B = vals[h.k].shape[0] // n_tok
+
+        def val(name):
+            v = vals[name]
+            return v.reshape(B, n_tok, -1) if seq else v
+
+        k, q, v = val(h.k), val(h.q), val(h.v)
+        t = t0 if seq else t
         if h.lowering == Lowering.FAST_WEIGHT:  # float only (docs/semantics.md §6)
-            W, out = neurons.fast_weight(h, state[h.k_syn], vals[h.k], vals[h.v], vals[h.q])
+            W, out = neurons.fast_weight(h, state[h.k_syn], k, v, q)
             state[h.k_syn] = W
-            stats.learning_updates += W[0].size
-            stats.synaptic_ops += W[0].size
-            return out
-        k, q, v = vals[h.k], vals[h.q], vals[h.v]
-        stats.learning_updates += k.shape[-1] * (2 if fixed else 1)
+            stats.learning_updates += W[0].size * n_tok
+            stats.synaptic_ops += W[0].size * n_tok
+            return out.reshape(B * n_tok, -1) if seq else out
+        stats.learning_updates += k.shape[-1] * (2 if fixed else 1) * n_tok
         K, sat = neurons.k_write(h, state[h.k_syn], k, t, fixed)
         state[h.k_syn] = K
         stats.saturate(f"k:{h.k}", sat)
-        stats.learning_updates += v.shape[-1]
+        stats.learning_updates += v.shape[-1] * n_tok
         V, sat = neurons.v_write(h, state[h.v_syn], v, t, fixed)
         state[h.v_syn] = V
         stats.saturate(f"v:{h.v}", sat)
-        stats.synaptic_ops += int(np.count_nonzero(q)) * h.t_max
-        scores = neurons.k_read(h, K, q, fixed)
+        stats.synaptic_ops += count_nonzero(q) * h.t_max
+        scores = neurons.k_read(h, K, q, fixed, t0)
         a, sat = neurons.slots(h, ng.pop(h.slots).q, scores, fixed)
         stats.saturate(f"slots:{h.slots}", sat)
+        nz_a = count_nonzero(a)
         if fixed:
-            stats.spikes += int(np.count_nonzero(a))
+            stats.spikes += nz_a
         vals[h.slots] = a
         self._rec(h.slots + ":score", scores * h.scale if not fixed else scores)
         self._rec(h.slots, a)
+        stats.synaptic_ops += nz_a * V.shape[1]
+        out, sat, acc = neurons.value_read(h, ng.pop(h.out), V, a, fixed, t0, with_acc=True)
         if self.record is not None and not fixed:
-            self._rec(h.out + ":acc", np.einsum("bvt,bt->bv", V, a))
-        stats.synaptic_ops += int(np.count_nonzero(a)) * V.shape[1]
-        out, sat = neurons.value_read(h, ng.pop(h.out), V, a, fixed)
+            self._rec(h.out + ":acc", acc)
         stats.saturate(f"payload:{h.out}", sat)
-        return out
+        return out.reshape(B * n_tok, -1) if seq else out
+
+    # -- a chunk of tokens at once --------------------------------------------------------------
+    def advance(self, x: np.ndarray, t0: int, state: dict, stats: RunStats) -> np.ndarray:
+        """Tokens t0 … t0+T−1 of every sequence (x [B, T] ids or [B, T, F] features) → raw outputs
+        [B, T, n_out]; ``state`` (the plastic weights) is updated in place and ``stats`` counted,
+        exactly as T calls of :meth:`step` would."""
+        B, T = x.shape[0], x.shape[1]
+        if not self._unwritten_from(state, t0):
+            return np.stack([self._step_counted(x[:, i], t0 + i, state, stats)
+                             for i in range(T)], axis=1)
+        ng, fixed, N = self.ng, self.fixed, B * T
+        vals: dict = {}
+        nz: dict[str, int] = {}
+        amax: dict[str, int] = {}
+        prods: dict[str, np.ndarray] = {}
+        pos = t0 + np.arange(T)
+        for name in self.order:
+            pop = ng.pop(name)
+            if pop.model == NeuronModel.INPUT:
+                if pop.one_hot:
+                    idx = neurons.one_hot_index(pop, x, pos).reshape(N)
+                    if idx.size and idx.max() >= pop.size:
+                        raise IndexError(f"position {int(idx.max())} is outside the position "
+                                         f"table ({pop.size} entries)")
+                    vals[name] = _OneHot(idx, neurons.one_hot_payload(pop, fixed))
+                else:
+                    vals[name] = neurons.input_payload(pop, x, pos, fixed, as_float=True)
+                    vals[name] = vals[name].reshape(N, -1)
+                self._rec(name, vals[name])
+            elif name in self.heads_by_out:
+                vals[name] = self.head(self.heads_by_out[name], vals, 0, state, stats, T, t0)
+                self._rec(name, vals[name])
+            elif name not in self.head_pops:
+                cur = np.zeros((N, pop.size), self.dtype)
+                for s in self.static_in[name]:
+                    stats.synaptic_ops += self._nz(s.pre, vals, nz) * s.weights.shape[0]
+                    cur += self._dense(s, vals, prods, amax)
+                vals[name] = self._neuron(name, pop, cur, stats)
+                nz[name] = None  # counted on first use
+        stats.tokens += T
+        return vals[self.io.output_pop].reshape(B, T, -1)
+
+    def _step_counted(self, x_t, t, state, stats) -> np.ndarray:
+        y = self.step(x_t, t, state, stats)
+        stats.tokens += 1
+        return y
+
+    @staticmethod
+    def _nz(name: str, vals: dict, cache: dict) -> int:
+        if cache.get(name) is None:
+            v = vals[name]
+            cache[name] = (v.idx.size if v.payload else 0) if isinstance(v, _OneHot) \
+                else count_nonzero(v)
+        return cache[name]
+
+    def _dense(self, s, vals: dict, prods: dict, amax: dict) -> np.ndarray:
+        """A static group's contribution over all rows of the chunk (== ``neurons.dense`` row by
+        row; fixed: from the pre population's stacked product, computed once).  A diagonal
+        group (a residual connection) is an elementwise product: every other term of a row's sum
+        is an exact zero."""
+        pre = vals[s.pre]
+        diag = self.diagonal.get(s.name)
+        if not self.fixed:
+            if isinstance(pre, _OneHot):  # one 1.0 per row: the product picks a weight column
+                return s.weights.T[pre.idx] * pre.payload
+            if diag is not None and np.isfinite(absmax(pre)):  # (0·inf would be NaN)
+                return pre * diag
+            return neurons.dense(s, pre, False)
+        if s.pre not in amax:  # (max |payload|, the payloads as Lava's int32 channels carry them)
+            if isinstance(pre, _OneHot):
+                amax[s.pre] = (abs(int(pre.payload)), pre)
+            else:
+                m = absmax(pre)
+                if m >= _INT32:  # fixed.dense wraps the pre payloads (never for our neurons)
+                    amax[s.pre] = (_INT32, fx.wrap32(pre))
+                else:
+                    amax[s.pre] = (int(m), pre)
+        m, pre = amax[s.pre]
+        if diag is not None:
+            d2, _, dmax, ex = diag
+            acc = (pre if pre.dtype == np.int64 else pre.astype(np.int64)) * d2
+            return self._shifted(acc, m * dmax, ex)
+        st = self._stack(s.pre)
+        if s.pre not in prods:
+            if isinstance(pre, _OneHot):
+                prods[s.pre] = st.WT[pre.idx] * int(pre.payload)
+            else:
+                if st.WT_int is None and float(m) * st.colsum >= 2**53:
+                    st.WT_int = st.WT.astype(np.int64)
+                prods[s.pre] = int_matmul(pre, st.WT, st.colsum, m, b_int=st.WT_int)
+        c0, c1, rowsum, ex = st.groups[s.name]
+        return self._shifted(prods[s.pre][:, c0:c1], m * rowsum, ex)
+
+    @staticmethod
+    def _shifted(acc: np.ndarray, bound: int, ex: int) -> np.ndarray:
+        """``fixed.shift(wrap32(acc), ex)`` for a group's sums with |acc| ≤ bound: the int32 wraps
+        that the bound excludes are skipped."""
+        if bound >= _INT32:
+            acc, bound = fx.wrap32(acc), _INT32
+        if ex > 0:
+            acc = acc << ex
+            if bound * 2**ex >= _INT32:
+                acc = fx.wrap32(acc)
+        elif ex < 0:
+            acc = acc >> -ex
+        return acc
 
     # -- whole batch -------------------------------------------------------------------------------
-    def run(self, x: np.ndarray, stats: RunStats | None = None) -> tuple[np.ndarray, RunStats]:
-        """x: [B, T] token ids or [B, T, F] features → payload/real outputs [B, T, n_out]."""
+    def run(self, x: np.ndarray, stats: RunStats | None = None, *,
+            mode: str | None = None) -> tuple[np.ndarray, RunStats]:
+        """x: [B, T] token ids or [B, T, F] features → payload/real outputs [B, T, n_out].
+        ``mode``: "sequence" (chunks of tokens, the default) or "token" (the definition)."""
+        mode = mode or self.default_mode
+        if mode not in ("sequence", "token"):
+            raise ValueError(f"mode must be 'sequence' or 'token', got {mode!r}")
         stats = stats or RunStats()
         B, T = x.shape[0], x.shape[1]
         state = self.fresh_state(B)
         out_pop = self.ng.pop(self.io.output_pop)
         y = np.zeros((B, T, out_pop.size), self.dtype)
-        for t in range(T):
-            y[:, t] = self.step(x[:, t], t, state, stats)
-            stats.tokens += 1
+        if mode == "token":
+            for t in range(T):
+                y[:, t] = self._step_counted(x[:, t], t, state, stats)
+        else:
+            tc = self.chunk_tokens(B)
+            for t0 in range(0, T, tc):
+                y[:, t0:t0 + tc] = self.advance(x[:, t0:t0 + tc], t0, state, stats)
         self.last_state = state
         return y, stats
 

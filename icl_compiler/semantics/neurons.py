@@ -6,6 +6,11 @@ Every function takes the typed records of the IR (:class:`~icl_compiler.ir.neuro
 backend's neuron processes share one definition of each model.  Functions that saturate return
 ``(value, number of saturated entries)``; counting is the caller's business.
 
+Every model works on any leading shape: one token per sequence ([B, n], the token-by-token
+interpreter) or all tokens of a chunk ([B·T, n] / [B, T, n], the sequence-parallel one), so a
+neuron model is one function for both paths.  The plastic heads' reads take the queries of T
+tokens at once with ``t0`` (the first token's position) and apply the causal order themselves.
+
 Float mode: real numbers in float64; the learning rules with unit factors (the K rule
 ``dw = y0·x0·x1 − y0·w`` with the bAP y0 = 1 on slot t sets row t to x1 = k; the V rule sets
 column t to v).  Fixed mode: the integer primitives of :mod:`.fixed`, which reproduce Lava 0.10
@@ -20,6 +25,7 @@ from ..ir.neuro import (Encoding, HeadSpec, LearningRule, Lowering, NeuronModel,
 from ..ir.ops import F_FUNCS, ROW_NORMS, row_denominator
 from . import fixed as fx
 from .fixed import PAYLOAD_MAX, PAYLOAD_MIN
+from .products import rows_matmul
 
 # The plastic synapses' learning rules (docs/semantics.md §5): one definition of each rule,
 # copied into every K/V synapse group by the lowering.
@@ -60,9 +66,18 @@ def dtype(fixed: bool):
 
 
 def saturate(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """24-bit payload saturation: (clipped value, number of entries it changed)."""
+    """24-bit payload saturation: (clipped value, number of entries it changed).  The clip is
+    skipped when the extremes show it changes nothing."""
+    if x.size == 0 or (x.min() >= PAYLOAD_MIN and x.max() <= PAYLOAD_MAX):
+        return x, 0
     clipped = np.clip(x, PAYLOAD_MIN, PAYLOAD_MAX)
     return clipped, int(np.count_nonzero(clipped != x))
+
+
+def count_nonzero(x: np.ndarray) -> int:
+    """Non-zero entries (spikes, active synapses).  Float arrays are compared first: NumPy's
+    ``count_nonzero`` on float64 is ~10× slower than on the boolean ``x != 0``."""
+    return int(np.count_nonzero(x != 0 if x.dtype.kind == "f" else x))
 
 
 # -- inputs and outputs ------------------------------------------------------------------------
@@ -74,29 +89,46 @@ def one_hot_payload(pop: Population, fixed: bool):
     return int(pop.q.one) if pop.q is not None and pop.q.one is not None else 1
 
 
-def encode_features(x: np.ndarray, scale: float, fixed: bool) -> np.ndarray:
-    """Feature payloads: ``round(x / scale)`` saturated to 24 bits (float: x)."""
+def encode_features(x: np.ndarray, scale: float, fixed: bool, as_float: bool = False) -> np.ndarray:
+    """Feature payloads: ``round(x / scale)`` saturated to 24 bits (float: x).  ``as_float``: the
+    same integers held in float64 (what the exact BLAS products take, ``products.int_matmul``)."""
     if not fixed:
         return np.asarray(x, np.float64)
-    p = np.round(np.asarray(x, np.float64) / scale)
-    return np.clip(p, PAYLOAD_MIN, PAYLOAD_MAX).astype(np.int64)
+    p = np.asarray(x, np.float64) / scale
+    np.rint(p, out=p)  # == np.round (ties to even)
+    if p.size:
+        # division and rounding are monotonic: the extreme payloads are those of x's extremes
+        lo, hi = (np.rint(np.float64(v) / scale) for v in (np.min(x), np.max(x)))
+        if min(lo, hi) < PAYLOAD_MIN or max(lo, hi) > PAYLOAD_MAX or not np.isfinite(lo + hi):
+            np.clip(p, PAYLOAD_MIN, PAYLOAD_MAX, out=p)
+    return p if as_float else p.astype(np.int64)
 
 
-def input_payload(pop: Population, x_t: np.ndarray, t: int, fixed: bool) -> np.ndarray:
-    """What input population ``pop`` sends for token ``t`` (``x_t``: [B] ids or [B, F] features)."""
-    B = x_t.shape[0]
-    if pop.encoding == Encoding.ONE_HOT:
-        ids = x_t.astype(np.int64)
-        if ids.min() < 0 or ids.max() >= pop.size:
-            raise ValueError(f"token id out of range [0, {pop.size})")
-        out = np.zeros((B, pop.size), dtype(fixed))
-        out[np.arange(B), ids] = one_hot_payload(pop, fixed)
-        return out
+def one_hot_index(pop: Population, x: np.ndarray, t) -> np.ndarray:
+    """The neuron a one-hot input population fires for each token: the token id, or the position
+    (``t``: an int, or one position per token)."""
     if pop.encoding == Encoding.POSITION:
-        out = np.zeros((B, pop.size), dtype(fixed))
-        out[:, t] = one_hot_payload(pop, fixed)
+        return np.broadcast_to(np.asarray(t, np.int64), x.shape[:np.ndim(t) + 1])
+    ids = x.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= pop.size):
+        raise ValueError(f"token id out of range [0, {pop.size})")
+    return ids
+
+
+def input_payload(pop: Population, x: np.ndarray, t, fixed: bool,
+                  as_float: bool = False) -> np.ndarray:
+    """What input population ``pop`` sends: for token ``t`` (an int; ``x``: [B] ids or [B, F]
+    features) → [B, n], or for tokens at positions ``t`` (an array of T ints; ``x``: [B, T] or
+    [B, T, F]) → [B, T, n].  ``as_float``: fixed-point feature payloads held in float64."""
+    if pop.encoding is not None:
+        idx = one_hot_index(pop, x, t)
+        if idx.size and (idx.min() < 0 or idx.max() >= pop.size):
+            raise IndexError(f"position {int(idx.max())} is outside the position table "
+                             f"({pop.size} entries)")
+        out = np.zeros(idx.shape + (pop.size,), dtype(fixed))
+        np.put_along_axis(out, idx[..., None], one_hot_payload(pop, fixed), axis=-1)
         return out
-    return encode_features(x_t, pop.scale, fixed)
+    return encode_features(x, pop.scale, fixed, as_float)
 
 
 def dequantise(y: np.ndarray, scale: float, fixed: bool) -> np.ndarray:
@@ -111,7 +143,7 @@ def dequantise(y: np.ndarray, scale: float, fixed: bool) -> np.ndarray:
 def dense(s: SynapseGroup, pre: np.ndarray, fixed: bool) -> np.ndarray:
     """A static synapse group's contribution to its post population's current."""
     if not fixed:
-        return pre @ s.weights.T
+        return rows_matmul(pre, s.weights.T)
     return fx.dense(s.weights, s.exp, pre)
 
 
@@ -172,29 +204,50 @@ def v_init(h: HeadSpec, d_v: int, batch: int, fixed: bool) -> np.ndarray:
     return fx.v_init(batch, d_v, h.t_max, residual(h))
 
 
+def _float_slots(h: HeadSpec, t: int, n: int) -> None:
+    if t + n > h.t_max:
+        raise ValueError(f"head {h.name}: token {t + n - 1} is past the context capacity "
+                         f"T_max = {h.t_max}")
+
+
 def k_write(h: HeadSpec, K: np.ndarray, k: np.ndarray, t: int, fixed: bool):
-    """Write k_t into row t of K: (new K, saturated entries)."""
+    """Write k_t into row t of K (k [B, d]), or k [B, T, d] into rows t … t+T−1: (new K,
+    saturated entries)."""
     if not fixed:
+        k3 = k[:, None] if k.ndim == 2 else k
+        _float_slots(h, t, k3.shape[1])
         K = K.copy()
-        K[:, t, :] = k  # dw = y0*x0*x1 - y0*w with y0 = x0 = 1 on the bAP row
+        K[:, t:t + k3.shape[1], :] = k3  # dw = y0*x0*x1 - y0*w with y0 = x0 = 1 on the bAP row
         return K, 0
     return fx.k_write(K, k, t, residual(h))
 
 
 def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool):
-    """Write v_t into column t of V: (new V, saturated entries)."""
+    """Write v_t into column t of V (v [B, d_v]), or v [B, T, d_v] into columns t … t+T−1:
+    (new V, saturated entries)."""
     if not fixed:
+        v3 = v[:, None] if v.ndim == 2 else v
+        _float_slots(h, t, v3.shape[1])
         V = V.copy()
-        V[:, :, t] = v  # dw = x0*y1*y2 - x0*y3*w with x0 = one-hot slot t, y1 = v
+        V[:, :, t:t + v3.shape[1]] = v3.transpose(0, 2, 1)  # x0 = one-hot slot t, y1 = v
         return V, 0
     return fx.v_write(V, v, t, residual=residual(h))
 
 
-def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool) -> np.ndarray:
-    """The scores k_s·q of every slot ([B, T_max])."""
-    if not fixed:
-        return np.einsum("btd,bd->bt", K, q)
-    return fx.k_read(K, q, residual=residual(h))
+def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,
+           t0: int | None = None) -> np.ndarray:
+    """The scores k_s·q of every slot: q [B, d] → [B, T_max]; or the queries q [B, T, d] of the
+    tokens t0 … t0+T−1 → [B, T, T_max], each token's scores as it reads K right after its own
+    write (slots after it score 0; ``K`` holds the writes of all T tokens)."""
+    if t0 is None:
+        if not fixed:
+            return np.einsum("btd,bd->bt", K, q)
+        return fx.k_read(K, q, residual=residual(h))
+    if not fixed:  # the same contraction kernel as one token's (einsum over the last axis)
+        s = np.einsum("bsd,btd->bts", K, q)
+        s[:, ~fx.causal_mask(t0, s.shape[1], s.shape[2])] = 0.0
+        return s
+    return fx.k_read_causal(K, q, t0, residual=residual(h))
 
 
 def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
@@ -206,26 +259,39 @@ def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
     return a, int(np.count_nonzero((a >= PAYLOAD_MAX) | (a <= PAYLOAD_MIN)))
 
 
-def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed: bool):
+def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed: bool,
+               t0: int | None = None, with_acc: bool = False):
     """The head output from the V synapses and the slot outputs ``a``: value neurons (V·a,
-    shifted by e_v, 16-bit V combined) or the row-sum divide.  Returns (output, saturated)."""
+    shifted by e_v, 16-bit V combined) or the row-sum divide.  ``a`` [B, T_max] (one token), or
+    [B, T, T_max] for the tokens t0 … t0+T−1 (each token reads only the columns written up to
+    it; ``V`` holds all T writes).  Returns (output, saturated), and with ``with_acc`` the V·a
+    accumulator as a third item."""
     rowsum = h.normalise in ROW_NORMS
-    if not fixed:
-        acc = np.einsum("bvt,bt->bv", V, a)
-        return (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
-    q = out.q
-    # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then the value
-    # neuron combines the high and low rows of 16-bit V
-    acc = fx.value_combine(fx.v_read(V, a, 0 if rowsum else q.e_v), residual(h))
-    if rowsum:
-        return divide(acc, a, True, h.eps, q.s_v, q.s_a, out.scale, h.normalise)
-    return saturate(acc)
+    if t0 is not None:  # the columns after each token were still zero when it read them
+        a_read = np.where(fx.causal_mask(t0, a.shape[1], a.shape[2]), a, 0)
+    if not fixed:  # einsum over the slots: the same kernel for one token and for T
+        acc = np.einsum("bvt,bt->bv", V, a) if t0 is None else np.einsum("bvs,bts->btv", V,
+                                                                          a_read)
+        res = (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
+    else:  # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then
+        # the value neuron combines the high and low rows of 16-bit V
+        e_v = 0 if rowsum else out.q.e_v
+        syn = fx.v_read(V, a, e_v) if t0 is None else fx.v_read_causal(V, a_read, e_v)
+        acc = fx.value_combine(syn, residual(h))
+        res = divide(acc, a, True, h.eps, out.q.s_v, out.q.s_a, out.scale, h.normalise) if rowsum \
+            else saturate(acc)
+    return (*res, acc) if with_acc else res
 
 
 def fast_weight(h: HeadSpec, W: np.ndarray, k: np.ndarray, v: np.ndarray, q: np.ndarray):
-    """Fast-weight lowering (float only): W += v kᵀ, output W q · scale.  Returns (W, output)."""
-    W = W + np.einsum("bv,bk->bvk", v, k)
-    return W, np.einsum("bvk,bk->bv", W, q) * h.scale
+    """Fast-weight lowering (float only): W += v kᵀ, output W q · scale.  Returns (W, output).
+    k, v, q [B, n] (one token) or [B, T, n] (T tokens: W accumulates token by token, in order)."""
+    if k.ndim == 2:
+        W = W + np.einsum("bv,bk->bvk", v, k)
+        return W, np.einsum("bvk,bk->bv", W, q) * h.scale
+    outer = np.einsum("btv,btk->btvk", v, k)
+    Ws = np.cumsum(np.concatenate([W[:, None], outer], axis=1), axis=1)[:, 1:]  # sequential sums
+    return Ws[:, -1], np.einsum("btvk,btk->btv", Ws, q) * h.scale
 
 
 def divide(acc: np.ndarray, a: np.ndarray, fixed: bool, eps: float, s_v: float | None = None,

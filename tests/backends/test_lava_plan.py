@@ -44,9 +44,11 @@ def test_schedule_is_the_plan_timing(prog):
             assert post_tau >= tau[syn.pre] + 1, syn.name
 
 
-def test_every_static_group_is_in_exactly_one_dense(prog):
+@pytest.mark.parametrize("layout,exp_in", [("merged", "neuron"), ("separate", "neuron"),
+                                           ("separate", "dense")])
+def test_every_static_group_is_in_exactly_one_dense(prog, layout, exp_in):
     ng = prog.ng
-    plan = build_plan(ng, 4)
+    plan = build_plan(ng, 4, exp_in=exp_in, layout=layout)
     static = {s.name for s in ng.synapses() if s.role == "static"}
     carried = [g for d in plan.dense for g in d.groups]
     assert sorted(carried) == sorted(static)
@@ -67,7 +69,14 @@ def test_every_static_group_is_in_exactly_one_dense(prog):
     # processes: heads share their neuron processes; K and V are one process each per head
     c = plan.counts()
     assert c["LearningDense"] == 2 * len(ng.heads)
-    assert c["KQNeuron"] == c["SlotNeuron"] == c["ValueNeuron"] == 1
+    if layout == "merged":  # one neuron process; a Dense from each pre process to each post
+        assert c["CoreNeurons"] == 1 and "KQNeuron" not in c and "GradedNeurons" not in c
+        posts = {"core"} | ({"embedded"} if "embedded" in plan.procs else set())
+        assert c["Dense"] <= len({d.pre for d in plan.dense}) * len(posts)
+    else:
+        assert c["KQNeuron"] == c["SlotNeuron"] == c["ValueNeuron"] == c["GradedNeurons"] == 1
+    if exp_in == "neuron":
+        assert all(d.exp == 1 for d in plan.dense)  # weight_exp 0: the neurons shift
     assert plan.n_processes == sum(c.values())
 
 

@@ -47,17 +47,22 @@ def _gone(names):
     return not any(os.path.exists(f"/dev/shm/{n}") for n in names)
 
 
-# 16-bit: the high and low plastic synapses of K and V (two layers with RMSNorm; row-sum divide)
-@pytest.mark.parametrize("name, exp_in, bits", [(n, "dense", 8) for n in NAMES]
-                         + [("tok_relu_fillneg_2l2h_ln_pos", "neuron", 8),
-                            ("dyn_feat_relu_trilmul_2l2h_rms_ext", "dense", 16),
-                            ("tok_relu_rownorm_trilmul_1l2h", "dense", 16)])
-def test_fixed_bit_exact_with_emulator(name, exp_in, bits):
+# default layout (merged, exponents in the neurons) on every program; the two older layouts on
+# one; 16-bit: the high and low plastic synapses of K and V (two layers with RMSNorm; row-sum
+# divide)
+@pytest.mark.parametrize("name, layout, bits", [(n, None, 8) for n in NAMES]
+                         + [("tok_relu_fillneg_2l2h_ln_pos", ("separate", "dense"), 8),
+                            ("tok_relu_fillneg_2l2h_ln_pos", ("separate", "neuron"), 8),
+                            ("dyn_feat_relu_trilmul_2l2h_rms_ext", None, 16),
+                            ("tok_relu_rownorm_trilmul_1l2h", ("separate", "dense"), 16)])
+def test_fixed_bit_exact_with_emulator(name, layout, bits):
     prog = _prog(name, "fixed", bits)
     assert all(h.kv_bits == bits for h in prog.ng.heads)
     _, x = _x(name)
-    y = prog.run(x, backend="lava", return_payload=True, exp_in=exp_in)
+    kw = {} if layout is None else {"layout": layout[0], "exp_in": layout[1]}
+    y = prog.run(x, backend="lava", return_payload=True, **kw)
     extra = prog.last_lava
+    assert (extra["layout"], extra["exp_in"]) == (layout or ("merged", "neuron"))
     want = prog.run(x, backend="numpy", return_payload=True)
     assert y.dtype == want.dtype and y.shape == want.shape
     assert np.count_nonzero(want) > want.size // 2  # not vacuous

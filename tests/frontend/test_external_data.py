@@ -254,3 +254,36 @@ def test_cli_reports_missing_external_data(tmp_path):
     r = cli(p, "-o", tmp_path / "out")
     assert r.returncode == 3 and "is missing" in r.stderr and "tensor 'W'" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_checker_and_shape_inference_run_before_the_weights_are_read(tmp_path, monkeypatch):
+    """The checker gets the file path and shape inference the graph whose initializers still point
+    to their data, so neither serialises a copy of the weights; the weights are read once, after."""
+    import onnx.external_data_helper as edh
+    from icl_compiler.frontend import load as load_mod
+
+    p, _ = save_external(tmp_path / "m")
+    seen = []
+    check, infer, read = onnx.checker.check_model, onnx.shape_inference.infer_shapes, \
+        edh.load_external_data_for_model
+
+    def spy_check(m, *a, **k):
+        seen.append(("check", m if isinstance(m, str) else "proto"))
+        return check(m, *a, **k)
+
+    def spy_infer(m, *a, **k):
+        seen.append(("infer", any(t.HasField("raw_data") for t in m.graph.initializer)))
+        return infer(m, *a, **k)
+
+    def spy_read(m, base):
+        seen.append(("read", base))
+        return read(m, base)
+
+    monkeypatch.setattr(onnx.checker, "check_model", spy_check)
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", spy_infer)
+    monkeypatch.setattr(edh, "load_external_data_for_model", spy_read)
+    m = load_mod.load_onnx(p)
+    assert seen == [("check", str(p)), ("infer", False), ("read", str(p.parent.resolve()))]
+    w = next(t for t in m.graph.initializer if t.name == "W")
+    np.testing.assert_array_equal(numpy_helper.to_array(w), W)
+    assert m.graph.value_info or m.graph.output[0].type.tensor_type.shape.dim

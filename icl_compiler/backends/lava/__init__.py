@@ -96,7 +96,7 @@ def _source_data(prog, plan, x: np.ndarray, seqs: range) -> np.ndarray:
 
 
 def run_program(prog, x, *, timeout: float = 600.0, fresh_network: bool = False,
-                exp_in: str = "dense", read_weights: bool = True):
+                exp_in: str | None = None, layout: str | None = None, read_weights: bool = True):
     """Run a batch through the program's Lava network.
 
     Returns ``(y, extra)``: ``y`` [B, T, n_out] raw outputs (int64 payloads in fixed mode, float64
@@ -114,22 +114,23 @@ def run_program(prog, x, *, timeout: float = 600.0, fresh_network: bool = False,
     the whole call; past it the network is killed and :class:`LavaTimeoutError` (a TimeoutError)
     is raised.  Every exit path stops the network (no leaked processes or shared memory).
     ``read_weights=False`` skips reading the K/V weights after each sequence (``extra["weights"]``
-    is then empty).  ``exp_in="neuron"`` applies the fixed-point synapse exponents in the post
-    neurons instead of the ``Dense`` s (bit-identical, fewer Dense processes; see
-    ``plan.build_plan``).  ``extra["sink"]`` holds the raw sink buffers (the output population
+    is then empty).  ``exp_in`` ("neuron", the default, or "dense") and ``layout`` ("merged",
+    the default, or "separate") choose between bit-identical network layouts
+    (``plan.build_plan``; "dense" + "separate" is the layout before issue 15, 30 processes on the
+    few-shot model instead of 13).  ``extra["sink"]`` holds the raw sink buffers (the output population
     at every Lava step: it fires at steps ``pipeline_depth + steps_per_token·t`` of each
     sequence and nowhere else).
     """
     _require_lava()
     from . import network as N
-    from .plan import build_plan
+    from .plan import DEFAULT_EXP_IN, DEFAULT_LAYOUT, build_plan
 
     x = prog.check_input(x)
     ng = prog.ng
     B, T = x.shape[0], x.shape[1]
     t_start = time.monotonic()
     deadline = t_start + float(timeout)
-    plan = build_plan(ng, T, exp_in=exp_in)
+    plan = build_plan(ng, T, exp_in=exp_in or DEFAULT_EXP_IN, layout=layout or DEFAULT_LAYOUT)
     out_rows = plan.output[2] - plan.output[1]
     fixed_mode = plan.fixed
     y = np.zeros((B, T, out_rows), np.int64 if fixed_mode else np.float64)
@@ -200,9 +201,21 @@ def run_program(prog, x, *, timeout: float = 600.0, fresh_network: bool = False,
         "sink": extra_run.get("sink", []),
         "released": released,
         "tau": plan.tau,
+        "layout": plan.layout,
+        "exp_in": plan.exp_in,
     }
     return y, extra
 
 
-__all__ = ["run_program", "lava_available", "lava_unavailable_reason", "LavaUnavailableError",
+def open_stream(prog, batch: int = 1, **kw):
+    """A streaming session's Lava side (``runtime.session``; see ``stream.py``): ``batch``
+    networks started once, fed one token per sequence per ``step``.  Options: ``timeout`` (s per
+    step), ``exp_in``, ``layout`` (as for :func:`run_program`)."""
+    _require_lava()
+    from .stream import open_stream as _open
+
+    return _open(prog, batch, **kw)
+
+
+__all__ = ["run_program", "open_stream", "lava_available", "lava_unavailable_reason", "LavaUnavailableError",
            "LavaTimeoutError", "LavaRunError"]

@@ -16,6 +16,7 @@ from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 
 from ...semantics.fixed import PAYLOAD_BITS
 from .units import Bank
@@ -35,6 +36,7 @@ class BankProcess(AbstractProcess):
         self.s_out = OutPort(shape=(max(1, int(bank["out_size"])),))
         y = bank.get("y")
         self.y_out = OutPort(shape=((y[1] - y[0]) if y else 1,))
+        self.origin = Var(shape=(1,), init=0)  # the step a stream (re)started at (see stream.py)
 
 
 def bank_model_ports(model_cls, fixed: bool, max_ports: int, extra_out: tuple[str, ...] = ()):
@@ -45,6 +47,7 @@ def bank_model_ports(model_cls, fixed: bool, max_ports: int, extra_out: tuple[st
         setattr(model_cls, f"in{i}", LavaPyType(PyInPort.VEC_DENSE, dt, **kw))
     for name in ("s_out", "y_out", *extra_out):
         setattr(model_cls, name, LavaPyType(PyOutPort.VEC_DENSE, dt, **kw))
+    model_cls.origin = LavaPyType(np.ndarray, int)
     return model_cls
 
 
@@ -61,7 +64,7 @@ class BankModelMixin:
     def recv_bank(self) -> dict:
         b = self.bank()
         inputs = [getattr(self, f"in{i}").recv() for i in range(len(b.spec["ports"]))]
-        return b.step(self.time_step, inputs)
+        return b.step(self.time_step - int(self.origin[0]), inputs)
 
     def send_bank(self, fired: dict) -> None:
         b = self.bank()

@@ -382,6 +382,17 @@ class Guard:
                 pass
         self._old_handlers = {}
 
+    def pause_signals(self) -> None:
+        """Give SIGINT/SIGTERM/SIGHUP back to their previous handlers while the network waits
+        between runs (a streaming session between steps: the user's code runs then, and the
+        network's processes ignore SIGINT).  ``resume_signals`` takes them again."""
+        if not self._closed and self.pending is None:
+            self._restore_signals()
+
+    def resume_signals(self) -> None:
+        if not self._closed and not self._old_handlers:
+            self._install_signals()
+
     # -- the end -----------------------------------------------------------------------------
     def close(self) -> dict:
         """Kill what is left of the network, unlink its segments, dismiss the reaper, restore the

@@ -22,11 +22,13 @@ from ...semantics import fixed
 from .plan import Plan
 from .primitives import k_rule, v_rule
 from . import lifecycle
+from .procs.core_neuron.process import CoreNeurons
 from .procs.embedded_op.process import EmbeddedOps
 from .procs.graded_neuron.process import GradedNeurons
 from .procs.kq_neuron.process import KQNeuron
 from .procs.plastic_float.process import FloatPlasticDense
 from .procs.slot_neuron.process import SlotNeuron
+from .procs.stream_source.process import StreamSource
 from .procs.value_neuron.process import ValueNeuron
 
 
@@ -61,19 +63,32 @@ class Network:
         return len(self.procs) + len(self.dense) + (self.sink is not None)
 
 
-def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
-    """Create and connect the Lava processes (not compiled yet)."""
+def source_array(data: np.ndarray, fixed_mode: bool) -> np.ndarray:
+    """The source RingBuffer's data: int32 payloads in fixed point, floats otherwise."""
+    return fixed.wrap32(data).astype(np.int32) if fixed_mode else np.asarray(data, float)
+
+
+def build(plan: Plan, source_data: np.ndarray | None, buffer: int,
+          stream: bool = False) -> Network:
+    """Create and connect the Lava processes (not compiled yet).  ``stream``: the source is a
+    :class:`StreamSource` the host feeds one vector per step (``stream.py``) instead of a
+    ``RingBuffer`` playing ``source_data``."""
     fixed_mode = plan.fixed
     net = Network(plan, tag="fixed_pt" if fixed_mode else "floating_pt")
     dt = np.int32 if fixed_mode else np.float64
     P = net.procs
-    data = fixed.wrap32(source_data).astype(np.int32) if fixed_mode else source_data.astype(float)
-    P["source"] = Source(data=data)
+    if stream:
+        P["source"] = StreamSource(shape=(plan.procs["source"].size,), buffer_size=buffer + 1)
+        P["source"].s_out = P["source"].out_port
+    else:
+        P["source"] = Source(data=source_array(source_data, fixed_mode))
     for name, spec in plan.procs.items():
         if spec.kind == "source":
             continue
         if spec.kind == "graded":
             P[name] = GradedNeurons(bank=spec.bank, name=name)
+        elif spec.kind == "core":
+            P[name] = CoreNeurons(bank=spec.bank, heads=spec.params["heads"], name=name)
         elif spec.kind == "embedded":
             P[name] = EmbeddedOps(bank=spec.bank, name=name)
         elif spec.kind == "kq":
@@ -114,10 +129,10 @@ def build(plan: Plan, source_data: np.ndarray, buffer: int) -> Network:
         kq, slots, val = P[hd["kq"]], P[hd["slots"]], P[hd["value"]]
         K, V = P[f"{n}.K"], P[f"{n}.V"]
         getattr(kq, f"kq{i}").connect(K.s_in)
-        K.a_out.connect(getattr(slots, f"a{i}"))
+        K.a_out.connect(getattr(slots, f"{hd['k_in']}{i}"))
         getattr(slots, f"bap{i}").connect(K.s_in_bap)
         getattr(slots, f"s{i}").connect(V.s_in)
-        V.a_out.connect(getattr(val, f"a{i}"))
+        V.a_out.connect(getattr(val, f"{hd['v_in']}{i}"))
         for y in ("y1", "y2", "y3"):
             getattr(val, f"{y}_{i}").connect(getattr(V, f"s_in_{y}"))
     proc, r0, r1 = plan.output

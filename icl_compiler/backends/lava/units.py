@@ -133,3 +133,72 @@ class Bank:
             if u["out"] is not None and u["name"] in fired:
                 out[u["out"][0]:u["out"][1]] = fired[u["name"]]
         return out
+
+
+# -- the plastic heads' neurons (SlotNeuron, ValueNeuron and the merged CoreNeurons) -----------
+
+def head_step(h: dict, time_step: int, origin: int = 0) -> int:
+    """``m = n − anchor`` of a head at ``time_step``: n is the step within the sequence
+    (``(time_step − 1 − origin) mod seq_len``, or unbounded without ``seq_len``)."""
+    n = int(time_step) - 1 - int(origin)
+    if h["seq_len"]:
+        n %= h["seq_len"]
+    return n - h["anchor"]
+
+
+def slot_step(h: dict, m: int, a: np.ndarray, f, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """One step of a head's slot neurons: (slot outputs s, bAPs).  ``m`` = step − anchor,
+    ``period`` = steps per token P (2 in a pipelined batch; a stream spaces its tokens by more),
+    ``f(h, a)`` the slot function of the scores ``a`` from the K synapses.
+
+    * m = P·tok (phase A, K write of token tok): bAP on slot tok;
+    * m = P·tok + 1 (phase B, V write): s = one-hot(tok)·onehot, the gated garbage scores dropped;
+    * m = P·j + 2: s = f(scores of token j's query) (for P = 2 the next token's phase A);
+    * m = −1 with ``clear``: bAP and one-hot on every slot (clears K and V).
+    """
+    size, P = h["size"], h.get("period", 2)
+    limit = size if h["tokens"] is None else min(size, h["tokens"])
+    s = np.zeros(size, dtype)
+    bap = np.zeros(size, np.int32)
+    if m == -1 and h["clear"]:
+        bap[:] = 1
+        s[:] = h["onehot"]
+        return s, bap
+    if m < 0:
+        return s, bap
+    tok, phase = divmod(m, P)
+    if phase == 0 and tok < limit:
+        bap[tok] = 1
+    j, r = divmod(m - 2, P)
+    if r == 0 and j >= 0 and (h["tokens"] is None or j < h["tokens"]):
+        s = np.asarray(f(h, a), dtype)
+    if phase == 1 and tok < limit:
+        s = np.zeros(size, dtype)
+        s[tok] = h["onehot"]
+    return s, bap
+
+
+def value_step(h: dict, m: int, a: np.ndarray, v, c2, c3, y1_of, out_of, dtype):
+    """One step of a head's value neurons: (y1, y2, y3, head output or None).
+
+    * m = P·tok + 1 (phase B, ``tok < tokens``): third factors y1 = ``y1_of(v)``, y2 = c2,
+      y3 = c3 (the V write of token tok; v = the head's v population this step);
+    * m = P·j + 3 (``j < tokens``): the head output of token j, ``out_of(a)`` of the V synapses'
+      sums ``a`` (for P = 2 the next token's phase B);
+    * m = −1 with ``clear``: y1 = 0 with the write enable y2, y3 (clears V).
+    """
+    size, P, T = h["size"], h.get("period", 2), h["tokens"]
+    zero = np.zeros(size, dtype)
+    y1 = y2 = y3 = zero
+    out = None
+    if m == -1 and h["clear"]:
+        y2, y3 = np.full(size, c2, dtype), np.full(size, c3, dtype)
+    elif m >= 1:
+        tok, phase = divmod(m, P)
+        if phase == 1 and (T is None or tok < T):
+            y1 = np.asarray(y1_of(v), dtype)
+            y2, y3 = np.full(size, c2, dtype), np.full(size, c3, dtype)
+        j, r = divmod(m - 3, P)
+        if r == 0 and j >= 0 and (T is None or j < T):
+            out = out_of(a)
+    return y1, y2, y3, out

@@ -1,8 +1,10 @@
 """NumPy backend: a program runs on the reference interpreter of the neuromorphic IR.
 
 The interpreter (``icl_compiler.semantics.interpreter``) is the definition of what a program
-computes (docs/semantics.md), so this backend is that interpreter, token by token and batched
-over sequences, each sequence with its own plastic K/V state.
+computes (docs/semantics.md), so this backend is that interpreter, batched over sequences, each
+sequence with its own plastic K/V state: ``run`` evaluates whole sequences (sequence-parallel,
+bit-exact with token by token), :class:`Stream` feeds one token per sequence per call and keeps
+the plastic state between calls (``runtime.session``).
 """
 from __future__ import annotations
 
@@ -23,4 +25,30 @@ def run(ng: NeuroGraph, x: np.ndarray) -> tuple[np.ndarray, RunStats, dict[str, 
     return y, stats, interp.last_state
 
 
-__all__ = ["run"]
+class Stream:
+    """``batch`` sequences fed one token each per :meth:`step`; the plastic weights persist."""
+
+    def __init__(self, ng: NeuroGraph, batch: int):
+        self.interp = Interpreter(ng)
+        self.batch = int(batch)
+        self.reset()
+
+    def reset(self) -> None:
+        self.weights = self.interp.fresh_state(self.batch)
+        self.stats = RunStats()
+        self.position = 0
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One token per sequence (x_t [B] ids or [B, F] features) → raw outputs [B, n_out]."""
+        y = self.interp.advance(x_t[:, None], self.position, self.weights, self.stats)
+        self.position += 1
+        return y[:, 0]
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["run", "Stream"]

@@ -8,11 +8,13 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.procs.slot_neuron.process import SlotNeuron
+from icl_compiler.backends.lava.units import head_step, slot_step
 from icl_compiler.semantics.fixed import PAYLOAD_BITS, slot_f
 
 
 class _AbstractSlotModel(PyLoihiProcessModel):
     dtype = np.int32
+    origin: np.ndarray = LavaPyType(np.ndarray, int)
 
     def _f(self, h, a):
         raise NotImplementedError
@@ -20,26 +22,8 @@ class _AbstractSlotModel(PyLoihiProcessModel):
     def run_spk(self) -> None:
         for i, h in enumerate(self.proc_params["heads"]):
             a = getattr(self, f"a{i}").recv()
-            n = self.time_step - 1
-            if h["seq_len"]:
-                n %= h["seq_len"]
-            m = n - h["anchor"]
-            size = h["size"]
-            limit = size if h["tokens"] is None else min(size, h["tokens"])
-            s = np.zeros(size, self.dtype)
-            bap = np.zeros(size, np.int32)
-            if m == -1 and h["clear"]:
-                bap[:] = 1
-                s[:] = h["onehot"]
-            elif m >= 0:
-                tok, phase = divmod(m, 2)
-                if phase == 0:
-                    if tok < limit:
-                        bap[tok] = 1
-                    if h["tokens"] is None or 1 <= tok <= h["tokens"]:
-                        s = self._f(h, a)
-                elif tok < limit:
-                    s[tok] = h["onehot"]
+            s, bap = slot_step(h, head_step(h, self.time_step, self.origin[0]), a, self._f,
+                               self.dtype)
             getattr(self, f"s{i}").send(s)
             getattr(self, f"bap{i}").send(bap)
 

@@ -9,6 +9,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from icl_compiler.backends.lava.base import BankModelMixin, bank_model_ports
 from icl_compiler.backends.lava.procs.value_neuron.process import ValueNeuron
+from icl_compiler.backends.lava.units import head_step, value_step
 from icl_compiler.semantics.fixed import (PAYLOAD_BITS, V_Y2, V_Y3, v_third_factor,
                                           value_combine, value_out)
 from icl_compiler.targets.loihi2 import TRACE_BITS
@@ -33,28 +34,15 @@ class _AbstractValueModel(BankModelMixin, PyLoihiProcessModel):
         for i, h in enumerate(self.proc_params["heads"]):
             a = getattr(self, f"a{i}").recv()
             v = getattr(self, f"vin{i}").recv()
-            n = self.time_step - 1
-            if h["seq_len"]:
-                n %= h["seq_len"]
-            m = n - h["anchor"]
-            zero = np.zeros(h["size"], self.dtype)
-            y1, y2, y3 = zero, zero, zero
+            vu = fired.get(f"v{i}")
             c2 = self.default_y[0] if h["y2"] is None else h["y2"]
             c3 = self.default_y[1] if h["y3"] is None else h["y3"]
-            T = h["tokens"]
-            if m == -1 and h["clear"]:
-                y2 = np.full(h["size"], c2, self.dtype)
-                y3 = np.full(h["size"], c3, self.dtype)
-            elif m >= 1 and m % 2 == 1:
-                tok = (m - 1) // 2
-                if T is None or tok < T:
-                    vu = fired.get(f"v{i}")
-                    y1 = self._y1(h, v if vu is None else v + vu).astype(self.dtype)
-                    y2 = np.full(h["size"], c2, self.dtype)
-                    y3 = np.full(h["size"], c3, self.dtype)
-                if tok >= 1 and (T is None or tok <= T):
-                    r0, r1 = h["out"]
-                    out[r0:r1] = self._acc(h, a) if h["raw"] else self._out(h, a)
+            y1, y2, y3, o = value_step(
+                h, head_step(h, self.time_step, self.origin[0]), a,
+                v if vu is None else v + vu, c2, c3, lambda v_, h=h: self._y1(h, v_),
+                lambda a_, h=h: self._acc(h, a_) if h["raw"] else self._out(h, a_), self.dtype)
+            if o is not None:
+                out[h["out"][0]:h["out"][1]] = o
             getattr(self, f"y1_{i}").send(y1)
             getattr(self, f"y2_{i}").send(y2)
             getattr(self, f"y3_{i}").send(y3)

@@ -3,9 +3,11 @@ populations.  Head i: ``a{i}`` ← its V synapses, ``y1_{i}``, ``y2_{i}``, ``y3_
 third-factor ports, ``vin{i}`` an optional direct v payload input; ``s_out`` carries every head's
 output in the head's rows (``out``).
 
-They drive the V write's third factors and emit the head output.  Per-head schedule (2 steps per
-token; ``n`` = step within the sequence, ``m = n − anchor``, token ``tok = (m − 1) // 2`` in
-phase B):
+They drive the V write's third factors and emit the head output.  Per-head schedule
+(``units.value_step``; P = ``period`` steps per token, 2 in a pipelined batch; ``n`` = step within
+the sequence, counted from the ``origin`` Var, ``m = n − anchor``, token ``tok = m // P`` in phase
+B, m = P·tok + 1; the output of token j leaves at m = P·j + 3, for P = 2 the next token's phase
+B):
 
 * phase B (m odd; V write of token tok, ``tok < tokens``): sends the post traces ``y1 = v_tok``,
   ``y2``, ``y3`` to the V LearningDense (three-factor rule ``x0·y1·y2 − x0·y3·w``; y3 is the write
@@ -38,7 +40,7 @@ from icl_compiler.backends.lava.base import BankProcess
 from icl_compiler.backends.lava.units import MAX_HEADS
 
 VALUE_DEFAULTS = {"anchor": 0, "tokens": None, "seq_len": 0, "clear": False, "raw": False,
-                  "y2": None, "y3": None, "residual": False}
+                  "y2": None, "y3": None, "residual": False, "period": 2}
 
 
 class ValueNeuron(BankProcess):

@@ -1,0 +1,112 @@
+"""Matrix products of the interpreter: exact integer products on float64 BLAS, and float products
+whose every row is computed the same way whatever the number of rows.
+
+Integer products (fixed point).  NumPy has no BLAS for integers: an int64 ``a @ b`` runs a plain
+loop, about 25× slower than the same product in float64 BLAS.  A float64 product of integer
+matrices is *exact* when every partial sum is an integer below 2**53 in magnitude, whatever order
+and fusion (FMA) the BLAS uses: each partial sum of ``c_ij = Σ_k a_ik·b_kj`` is bounded by
+``Σ_k |a_ik|·|b_kj| ≤ max|a| · max_j Σ_k |b_kj|``, and so is every product.  :func:`int_matmul`
+checks that bound (``max|a|`` from the data, the column sums of ``|b|`` from the caller, who
+computes them once per weight matrix) and falls back to int64 otherwise.
+
+Float products (float mode).  OpenBLAS computes a row of ``a @ b`` with a kernel that depends on
+how many rows the call has (odd or small row counts take other code paths, which round
+differently; measured on OpenBLAS 0.3.23, Haswell kernels).  With the number of rows padded to a
+multiple of :data:`ROW_BLOCK`, every row goes through the same full-tile kernel, so evaluating a
+token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives bit-identical rows:
+:func:`rows_matmul` does that padding, and both the token-by-token and the sequence-parallel
+interpreter use it for every float static synapse group (for B a multiple of 8 it is the plain
+``pre @ Wᵀ`` of before, so calibration with such batches quantises exactly as before).  The heads'
+float reductions stay ``np.einsum`` over the last axis (K·q over d, V·a over the slots), whose
+kernel computes each dot product alike for one token or for T.
+``tests/semantics/test_products.py`` checks the row property on the installed BLAS.
+
+Allocator.  The interpreter's arrays are a few hundred KiB to a few MiB.  glibc serves such blocks
+by ``mmap`` until a large block has been freed once (its *dynamic* threshold) and returns freed
+heap memory to the system as soon as 128 KiB are free at the top, so a NumPy expression with a few
+temporaries of that size page-faults its memory in again and again (measured: the K rule on a
+[64, 21, 64] chunk 4.4 ms, 1.0 ms without the churn).  :func:`tune_allocator` sets the thresholds
+to the values glibc's own dynamic scheme converges to after the first 32 MiB block is freed
+(mmap above 32 MiB, trim above 64 MiB): the process keeps up to 64 MiB of freed heap for reuse.
+It is called once, by the first interpreter; results never depend on it.
+"""
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import numpy as np
+
+F64_EXACT = 2**53  # integers of magnitude below this are exact in float64
+ROW_BLOCK = 8  # rows of a float product are padded to a multiple of this
+
+
+def absmax(x: np.ndarray) -> int | float:
+    """max |x| (0 for an empty array), without a temporary array."""
+    if x.size == 0:
+        return 0
+    return max(-x.min(), x.max())
+
+
+def rows_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` (float64; a [..., M, K], b [..., K, N]) with the rows of ``a`` padded to a multiple
+    of ROW_BLOCK, so that each row's result does not depend on M (see the module docstring)."""
+    a = np.asarray(a, np.float64)
+    M = a.shape[-2]
+    main = M - M % ROW_BLOCK
+    if main == M:
+        return np.matmul(a, b)
+    lead = np.broadcast_shapes(a.shape[:-2], np.shape(b)[:-2])
+    out = np.empty(lead + (M, np.shape(b)[-1]), np.float64)
+    if main:
+        np.matmul(a[..., :main, :], b, out=out[..., :main, :])
+    tail = np.zeros(a.shape[:-2] + (ROW_BLOCK, a.shape[-1]), np.float64)
+    tail[..., :M - main, :] = a[..., main:, :]
+    out[..., main:, :] = np.matmul(tail, b)[..., :M - main, :]
+    return out
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,
+               limit: int | float = F64_EXACT, b_int: np.ndarray | None = None) -> np.ndarray:
+    """Exact ``a @ b`` of integer-valued arrays (int64, or float64 holding integers), as int64.
+
+    ``b_colsum`` bounds ``max_j Σ_k |b_kj|`` (per matrix of a stack); ``a_max`` bounds ``max|a|``
+    (computed from ``a`` if None).  If ``a_max · b_colsum < limit`` (2**53) the product runs in
+    float64 BLAS, exact by the bound (module docstring); otherwise in int64 (``b_int``: b as int64,
+    if the caller keeps one).  ``limit`` exists so that tests can force either branch.
+    """
+    if a_max is None:
+        a_max = absmax(a)
+    if float(a_max) * float(b_colsum) < limit:
+        af = a if a.dtype == np.float64 else a.astype(np.float64)
+        bf = b if b.dtype == np.float64 else b.astype(np.float64)
+        return np.matmul(af, bf).astype(np.int64)
+    bi = b_int if b_int is not None else np.asarray(b).astype(np.int64)
+    return np.matmul(np.asarray(a).astype(np.int64), bi)
+
+
+def uses_blas(a_max: int | float, b_colsum: int | float, limit: int | float = F64_EXACT) -> bool:
+    """Whether :func:`int_matmul` takes the float64 BLAS branch for these bounds."""
+    return float(a_max) * float(b_colsum) < limit
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_tuned = False
+
+
+def tune_allocator() -> bool:
+    """Set glibc's mmap / trim thresholds once (see the module docstring).  False where there is
+    no glibc (then nothing changes)."""
+    global _tuned
+    if _tuned:
+        return True
+    _tuned = True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) and libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                         64 * 2**20)
+    except (OSError, AttributeError):
+        return False
+    return bool(ok)

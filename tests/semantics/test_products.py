@@ -1,0 +1,60 @@
+"""Exact integer products on float64 BLAS (both branches) and the row invariance of float
+products that the two evaluation orders of the interpreter rely on."""
+import numpy as np
+import pytest
+
+from icl_compiler.semantics.products import (F64_EXACT, ROW_BLOCK, absmax, int_matmul,
+                                             rows_matmul, uses_blas)
+
+
+def _colsum(b):
+    return int(np.abs(b).sum(axis=-2).max())
+
+
+@pytest.mark.parametrize("shape", [((7, 50), (50, 9)), ((3, 5, 40), (3, 40, 6))])
+def test_blas_branch_is_exact_under_the_bound(shape):
+    rng = np.random.default_rng(0)
+    a = rng.integers(-2**31, 2**31, size=shape[0])
+    b = rng.integers(-256, 256, size=shape[1])
+    assert uses_blas(absmax(a), _colsum(b))  # 2^31 · 50 · 256 < 2^53
+    ref = np.matmul(a, b)  # int64, exact
+    got = int_matmul(a, b.astype(np.float64), _colsum(b))
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(int_matmul(a.astype(np.float64), b, _colsum(b)), ref)
+
+
+def test_int64_branch_when_the_bound_fails():
+    # (2^52 + 1) + (2^52 + 1) + 1 = 2^53 + 3: every term is exact in float64, the sum is not
+    a = np.array([[2**52 + 1, 2**52 + 1, 1]], np.int64)
+    b = np.ones((3, 1), np.int64)
+    exact = 2**53 + 3
+    assert not uses_blas(absmax(a), _colsum(b))
+    assert int_matmul(a, b, _colsum(b))[0, 0] == exact  # the fallback
+    forced = int_matmul(a, b, _colsum(b), limit=float("inf"))  # float64 forced: wrong
+    assert forced[0, 0] != exact
+    small = np.array([[5, -7]]), np.array([[3], [2]])
+    assert int_matmul(*small, 5, limit=0)[0, 0] == 1  # the int64 branch forced on a small case
+
+
+def test_bound_is_checked_against_the_data_maximum():
+    b = np.ones((4, 1), np.int64)
+    a = np.array([[F64_EXACT // 4, 0, 0, 0]])
+    assert not uses_blas(absmax(a), _colsum(b))
+    assert uses_blas(absmax(a) - 1, _colsum(b))
+
+
+@pytest.mark.parametrize("K,N", [(804, 64), (64, 20), (32, 26), (26, 32), (768, 768)])
+def test_float_rows_do_not_depend_on_the_number_of_rows(K, N):
+    """The property both evaluation orders rely on (products.py): with rows padded to a multiple
+    of ROW_BLOCK, a row of a float product is computed the same way in a call of any size.  If
+    this fails, the installed BLAS breaks it and float mode is exact only to rounding."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, K))
+    w = rng.normal(size=(N, K))
+    full = rows_matmul(x, w.T)
+    for M in list(range(1, 2 * ROW_BLOCK + 2)) + [64, 129]:
+        s = int(rng.integers(0, 300 - M))
+        np.testing.assert_array_equal(rows_matmul(x[s:s + M], w.T), full[s:s + M], err_msg=M)
+    batched = rows_matmul(x.reshape(3, 100, K), w.T)
+    np.testing.assert_array_equal(batched.reshape(300, N), full)
