@@ -67,3 +67,16 @@ def test_rewritten_graph_is_recognised_as_attention():
     h, summary = apply("attention", h, PassContext(max_context=16))
     assert any(n.op == "PlasticAttention" for n in h.nodes.values()), summary
     assert_same_numbers(g, h)
+
+
+def test_normalised_running_sum_becomes_one_normalised_attention():
+    """out / (q·Σk + 1): both running sums rewritten, their identical scores merged by cse, then
+    one PlasticAttention with the row-sum divide (eps = 1)."""
+    g = _running_sum_attention(normaliser=True)
+    h, _ = apply("linear_attention", g)
+    h, _ = apply("cse", h)
+    h, summary = apply("attention", h, PassContext(max_context=16))
+    pa = [n for n in h.nodes.values() if n.op == "PlasticAttention"]
+    assert len(pa) == 1, summary
+    assert pa[0].attrs["normalisation"] == "rowsum" and abs(pa[0].attrs["eps"] - 1.0) < 1e-9
+    assert_same_numbers(g, h)
