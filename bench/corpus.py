@@ -11,8 +11,11 @@ make_heldout.py for a held-out set) it compiles the ONNX file with the current c
 - fixed (when float passed): precision="fixed", calibration = the stored input (pass: <= 5 %);
 - softmax models: whether the CompileError names one of the Softmax nodes (softmax_nodes).
 
-Models with several inputs get a dict {input name: array}; with several outputs, prog.run's
-result is compared with the first output (the logits). Every exception is caught and classified:
+The program gets the model's first input (the token ids or features); auxiliary inputs
+(attention masks, position ids) are bound at compile time by their names, as icl-compile does
+without --bind. Every output is compared (a model with several outputs gives a tuple); an fp16
+model is compared with the float32 reference onnxruntime computes from the same weights. The
+context (--max-context) is passed for dynamic-axes models only: a static export has its own. Every exception is caught and classified:
 a CompileError is a refusal; any other exception from compile() or run() is a failure of the
 compiler and is printed with its type and first line. Prints one line per model, then the
 compile rates by family and by exporter, and the distinct refusal reasons with their counts.
@@ -52,24 +55,28 @@ def first_line(e: BaseException) -> str:
     return s.split(" Hint: Supported ONNX ops")[0]  # the op list is the same for every model
 
 
-def rel_err(y, ref) -> float:
-    y = np.asarray(y, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if y.shape != ref.shape:
-        raise ValueError(f"output shape {y.shape} != reference {ref.shape}")
-    return float(np.max(np.abs(y - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
+def rel_err(ys, refs) -> float:
+    """The largest relative error over the outputs (``ys`` one array or a tuple)."""
+    ys = ys if isinstance(ys, tuple) else (ys,)
+    if len(ys) != len(refs):
+        raise ValueError(f"{len(ys)} outputs, {len(refs)} references")
+    worst = 0.0
+    for y, ref in zip(ys, refs):
+        y = np.asarray(y, dtype=np.float64)
+        ref = np.asarray(ref, dtype=np.float64)
+        if y.shape != ref.shape:
+            raise ValueError(f"output shape {y.shape} != reference {ref.shape}")
+        worst = max(worst, float(np.max(np.abs(y - ref)) / max(float(np.max(np.abs(ref))), 1e-30)))
+    return worst
 
 
 def load_io(d: str, e: dict):
     files = e.get("input_files") or {e["inputs"][0]["name"]: e["input_file"]}
-    arrays = {k: np.load(os.path.join(d, f)) for k, f in files.items()}
-    x = next(iter(arrays.values())) if len(arrays) == 1 else arrays
-    outs = [np.load(os.path.join(d, f)) for f in e["output_files"]]
+    x = np.load(os.path.join(d, next(iter(files.values()))))  # the others are bound by name
+    outs = e["output_files"]
+    outs = list(outs.values()) if isinstance(outs, dict) else outs
+    outs = [np.load(os.path.join(d, f)) for f in outs]
     return x, outs
-
-
-def calib_of(x):
-    return x if not isinstance(x, dict) else next(iter(x.values()))
 
 
 def run_model(icl, d: str, e: dict, fixed: bool, timeout: int) -> dict:
@@ -81,7 +88,7 @@ def run_model(icl, d: str, e: dict, fixed: bool, timeout: int) -> dict:
     if not os.path.exists(path):
         return {**r, "outcome": "missing", "detail": f"no file {e['file']}"}
     x, outs = load_io(d, e)
-    ctx = int(e.get("context") or 0) or None
+    ctx = (int(e.get("context") or 0) or None) if e.get("axes", "dynamic") == "dynamic" else None
     signal.signal(signal.SIGALRM, _alarm)
 
     def stage(fn):
@@ -108,8 +115,12 @@ def run_model(icl, d: str, e: dict, fixed: bool, timeout: int) -> dict:
     if e.get("expected") == "refuse_softmax":
         r["outcome_note"] = "softmax model compiled"
     try:
+        if e.get("dtype") == "float16":  # the reference: float32 from the same weights
+            from icl_compiler.runtime.reference import onnxruntime_run
+            outs = onnxruntime_run(path, x, prog.io.bound, all_outputs=True)
+            outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
         y = stage(lambda: prog.run(x))
-        r["float_err"] = rel_err(y, outs[0])
+        r["float_err"] = rel_err(y, outs)
     except Timeout:
         return {**r, "outcome": "timeout", "detail": f"run (float) > {timeout}s"}
     except icl.CompileError as ex:
@@ -121,9 +132,9 @@ def run_model(icl, d: str, e: dict, fixed: bool, timeout: int) -> dict:
     if not fixed:
         return {**r, "outcome": "float_ok", "detail": f"float {r['float_err']:.1e}"}
     try:
-        progq = stage(lambda: icl.compile(path, precision="fixed", calibration=calib_of(x), max_context=ctx))
+        progq = stage(lambda: icl.compile(path, precision="fixed", calibration=x, max_context=ctx))
         yq = stage(lambda: progq.run(x))
-        r["fixed_err"] = rel_err(yq, outs[0])
+        r["fixed_err"] = rel_err(yq, outs)
     except Timeout:
         return {**r, "outcome": "float_only", "detail": f"fixed: > {timeout}s"}
     except icl.CompileError as ex:
