@@ -1,8 +1,8 @@
 """Save/load the neuromorphic IR: a JSON-able description plus named arrays (the program's
 ``program.json`` "neuro" entry and ``weights.npz``; format ``icl-program/2``, runtime/program.py).
 
-Enumerations are written as their values, the quantiser's and the norm's parameters as their
-fields (norm gamma/beta and array annotations in the arrays), io and offcore as records.
+Enumerations are written as their values, the quantiser's, the norm's and the activation's
+parameters as their fields (norm gamma/beta and array annotations in the arrays), io and offcore as records.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import asdict, fields
 
 import numpy as np
 
-from .neuro import (HeadSpec, LearningRule, NeuroGraph, NormParams, OffcoreOp, Population,
-                    ProgramIO, QuantParams, SynapseGroup)
+from .neuro import (ActivationParams, HeadSpec, LearningRule, NeuroGraph, NormParams, OffcoreOp,
+                    Population, ProgramIO, QuantParams, SynapseGroup)
 
 
 def to_dict(ng: NeuroGraph) -> tuple[dict, dict[str, np.ndarray]]:
@@ -28,6 +28,7 @@ def to_dict(ng: NeuroGraph) -> tuple[dict, dict[str, np.ndarray]]:
             arrays[f"norm/{p.name}/gamma"] = np.asarray(p.norm.gamma)
             arrays[f"norm/{p.name}/beta"] = np.asarray(p.norm.beta)
             d["norm"] = {"kind": p.norm.kind, "eps": p.norm.eps}
+        d["act"] = None if p.act is None else asdict(p.act)
         d["attrs"] = _encode_attrs(p.attrs, arrays, f"pattr/{p.name}")
         pops.append(d)
     syns = []
@@ -60,6 +61,7 @@ def from_dict(desc: dict, arrays: dict[str, np.ndarray]) -> NeuroGraph:
         norm = d.get("norm")
         d["norm"] = None if norm is None else NormParams(
             norm["kind"], norm["eps"], arrays[f"norm/{name}/gamma"], arrays[f"norm/{name}/beta"])
+        d["act"] = None if d.get("act") is None else ActivationParams(**d["act"])
         d["attrs"] = _decode_attrs(d["attrs"], arrays)
         ng.add_population(Population(**d))
     for d in desc["synapses"]:

@@ -78,6 +78,9 @@ class Interpreter:
                 continue
             if name in self.head_pops:
                 continue  # slots are evaluated inside their head
+            if pop.model == NeuronModel.PRODUCT:
+                vals[name] = self.product(pop, vals, B, stats)
+                continue
             cur = np.zeros((B, pop.size), self.dtype)
             for s in self.static_in[name]:
                 pre = vals[s.pre]
@@ -91,6 +94,23 @@ class Interpreter:
             stats.spikes += int(np.count_nonzero(vals[name]))
             self._rec(name, vals[name])
         return vals[self.io.output_pop]
+
+    def product(self, pop, vals, B: int, stats: RunStats) -> np.ndarray:
+        """A product neuron: the currents of its two ports (port 0 with the bias), multiplied."""
+        cur = [np.zeros((B, pop.size), self.dtype), np.zeros((B, pop.size), self.dtype)]
+        for s in self.static_in[pop.name]:
+            pre = vals[s.pre]
+            stats.synaptic_ops += int(np.count_nonzero(pre)) * s.weights.shape[0]
+            cur[s.port] += neurons.dense(s, pre, self.fixed)
+        if pop.bias is not None:
+            cur[0] += pop.bias.astype(self.dtype)
+        self._rec(pop.name + ":current", cur[0])
+        self._rec(pop.name + ":current_b", cur[1])
+        out, sat = neurons.product(pop, cur[0], cur[1], self.fixed)
+        stats.saturate(f"payload:{pop.name}", sat)
+        stats.spikes += int(np.count_nonzero(out))
+        self._rec(pop.name, out)
+        return out
 
     def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats) -> np.ndarray:
         ng, fixed = self.ng, self.fixed
