@@ -18,9 +18,10 @@ from ..util import ancestors
 from .forms import (AFFINE, MAPPED, MOVES, NEURON_HINTS, Affine, _add, _compose, _monomial, _op,
                     _short, _stack)
 from .neurons import NeuronOps
+from .products import PerPosition, ProductOps
 
 
-class Lowerer(NeuronOps):
+class Lowerer(NeuronOps, ProductOps):
     def __init__(self, graph: Graph, precision: str):
         self.t = graph
         self.final_precision = precision  # the graph is built in float; quantise comes after
@@ -43,9 +44,10 @@ class Lowerer(NeuronOps):
     def new_pop(self, name: str, size: int, model: NeuronModel, layer: int | None, **kw) -> str:
         return self.ng.new_population(name, size, model, layer=layer, **kw).name
 
-    def connect(self, pre: str, post: str, W: np.ndarray, role: Role = Role.STATIC, rule=None):
+    def connect(self, pre: str, post: str, W: np.ndarray, role: Role = Role.STATIC, rule=None,
+                port: int = 0):
         return self.ng.connect(pre, post, np.asarray(W, np.float64), role=role,
-                               rule=copy.deepcopy(rule))
+                               rule=copy.deepcopy(rule), port=port)
 
     def materialise_form(self, form: Affine, name: str, model: str, layer: int | None,
                          **kw) -> str:
@@ -250,6 +252,8 @@ class Lowerer(NeuronOps):
         if any(i in self.ids for i in node.inputs if i):
             self._ids_move(node)
             return layer
+        if len(self._tokens(node)) == 2 and self._bilinear(node, layer):
+            return layer
         if op in AFFINE:
             self._affine(node)
             return layer
@@ -303,7 +307,7 @@ class Lowerer(NeuronOps):
             except Exception as e:  # noqa: BLE001 - e.g. a table too short for T_max
                 raise self._length_error(node, j, zero, e) from None
             C = L.token_view(y0, out_lay, env)
-            parts = []
+            parts: list | None = []
             for k in toks:
                 v = node.inputs[k]
                 in_lay = self.info[v].layout
@@ -313,11 +317,17 @@ class Lowerer(NeuronOps):
                     xs[k] = x
                     return self._eval(node, xs, env, j) - y0
 
-                M = self._matrix(node, k, j, fn, in_lay, out_lay, env)
+                try:
+                    M = self._matrix(node, k, j, fn, in_lay, out_lay, env)
+                except PerPosition:  # e.g. rotary embeddings: product neurons
+                    form = self._per_position(node, k, j, fn, in_lay, out_lay, env)
+                    parts = None
+                    break
                 parts.append((self.form_of(v), M, v))
-            if len(parts) > 1:
-                self._check_jointly(node, j, base, toks, [M for _, M, _ in parts], C, env)
-            form = self._combine(node, parts, L.n_features(out_lay))
+            if parts is not None:
+                if len(parts) > 1:
+                    self._check_jointly(node, j, base, toks, [M for _, M, _ in parts], C, env)
+                form = self._combine(node, parts, L.n_features(out_lay))
             terms = form.terms
             bias, table = self._constant(node, C, j, zero)
             if table is not None:
@@ -361,10 +371,7 @@ class Lowerer(NeuronOps):
             want = want + x @ M.T
         y = L.token_view(self._eval(node, xs, env, j), self.info[node.outputs[j]].layout, env)
         if not np.allclose(y, want, rtol=1e-6, atol=1e-9 * max(1.0, float(np.abs(want).max()))):
-            if _op(node) in ("Mul", "Div", "MatMul", "Einsum", "Pow"):
-                raise self.err(node, "elementwise products of two activations have no neuron "
-                                     "mapping yet (gated MLPs need product neurons)")
-            raise self.err(node, "the op is not a linear function of its token inputs")
+            raise self._two_activations(node)
 
     def _matrix(self, node: Node, k: int, j: int, fn, in_lay, out_lay, env) -> np.ndarray:
         """The op's matrix for token input k (data movement: a selection, exact)."""
@@ -383,14 +390,26 @@ class Lowerer(NeuronOps):
         try:
             M, _ = L.linear_map(fn, in_lay, out_lay, env)
         except L.LayoutError as e:
-            if _op(node) in ("Mul", "Div") and len(self._tokens(node)) > 1:
-                raise self.err(node, "elementwise products of two activations have no neuron "
-                                     "mapping yet (gated MLPs need product neurons)") from None
-            if _op(node) in ("Mul", "Div", "MatMul", "Einsum"):
-                raise self.err(node, "a product with values that change with the position "
-                                     "(e.g. rotary embeddings) has no neuron mapping yet") from None
+            toks = self._tokens(node)
+            if len(toks) > 1:
+                raise self._two_activations(node) from None
+            if any(i and self.info[i].kind == Kind.POS for i in node.inputs):
+                raise PerPosition() from None
             raise self.err(node, f"cannot map this op to synapses: {e}") from None
         return M
+
+    def _two_activations(self, node: Node) -> CompileError:
+        """The refusal of an op that combines two token values non-linearly."""
+        op = _op(node)
+        if op in ("Div", "Reciprocal"):
+            return self.err(node, "a division by a value computed from the input has no neuron "
+                                  "mapping (only norms and attention's row sum divide, on an "
+                                  "embedded core)")
+        if op in ("Mul", "MatMul", "Einsum", "Pow"):
+            return self.err(node, "this product of two activations is not elementwise (each "
+                                  "output must be a product of one feature of each operand); "
+                                  "product neurons map elementwise products such as gated MLPs")
+        return self.err(node, "the op is not a linear function of its token inputs")
 
     def _linear_fast(self, node: Node, k: int, in_lay) -> np.ndarray | None:
         """Linear/MatMul/Gemm with a constant 2-D weight on the last axis, when the token's

@@ -1,5 +1,5 @@
 """The lowering's ops that need neurons: the token embedding (one-hot token ids through a Dense),
-ReLU (graded ReLU neurons), the norms (embedded-core populations) and the plastic attention heads
+ReLU (graded ReLU neurons), smooth activations (activation neurons), the norms (embedded-core populations) and the plastic attention heads
 (k/q/v populations, slot neurons, plastic K/V synapses; DESIGN §4)."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 
 from ...ir import layout as L
 from ...ir.graph import Node
-from ...ir.neuro import (Encoding, HeadSpec, Lowering, NeuronModel, NormParams, OffcoreOp,
-                         Placement, Role)
+from ...ir.neuro import (ActivationParams, Encoding, HeadSpec, Lowering, NeuronModel, NormParams,
+                         OffcoreOp, Placement, Role)
 from ...ir.ops import with_defaults
 from ...semantics.neurons import K_WRITE_RULE, V_WRITE_RULE
 from .forms import Affine, _short
@@ -40,6 +40,15 @@ class NeuronOps:
         form = self.form_of(node.inputs[0])
         pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.GRADED_RELU,
                                     layer)
+        self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def op_Activation(self, node: Node, layer):
+        """A smooth activation (the fuse_activation pass's op): one activation neuron per
+        feature, the exact function in float, an integer response fitted by the quantiser."""
+        form = self.form_of(node.inputs[0])
+        pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.ACTIVATION, layer,
+                                    act=ActivationParams(fn=node.attrs["fn"]))
         self.set_pop(node.outputs[0], pop)
         return layer
 
