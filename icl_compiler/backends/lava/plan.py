@@ -5,7 +5,8 @@ Processes (each one Lava process = one OS process in ``Loihi2SimCfg``):
 * ``source`` — a ``RingBuffer`` source carrying every input population (token one-hot, position
   one-hot, features), concatenated; token t of a sequence enters at step ``S·t``.
 * ``graded`` — one :class:`~procs.graded_neuron.process.GradedNeurons` hosting every static graded
-  population (graded, graded_relu, output) as a unit.
+  population (graded, graded_relu, output, activation, product) as a unit; a product unit has
+  two operands, ``cur`` (port 0 of the graph, with the bias) and ``b`` (port 1).
 * ``embedded`` — one :class:`~procs.embedded_op.process.EmbeddedOps` hosting every norm population
   and every row-sum divide (present only if the program has them).
 * per plastic head ``L{l}H{h}``: ``.K`` (``LearningDense``, Loihi2FLearningRule; float:
@@ -39,7 +40,7 @@ from ...semantics import fixed as fx
 from ...semantics.timing import STEPS_PER_TOKEN, sequence_steps, timing
 from .units import MAX_HEADS
 
-BANK_MODELS = ("graded", "graded_relu", "output")
+BANK_MODELS = ("graded", "graded_relu", "output", "activation", "product")
 
 
 @dataclass
@@ -295,7 +296,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
             if delay < 0:
                 raise PlanError(f"synapses {s.name}: negative delay {delay} (schedule bug)")
             contrib = (port, r, r + u["size"], delay) + ((int(s.exp) - 1,) if neuron_exp else ())
-            u["operands"].setdefault("cur", []).append(contrib)
+            u["operands"].setdefault("b" if s.port == 1 else "cur", []).append(contrib)
             r += u["size"]
         post_bank["ports"].append(rows)
         dense.append(DenseSpec(f"D{len(dense)}:{pre_proc}->{post_proc}", pre_proc, post_proc,
