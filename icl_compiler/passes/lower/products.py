@@ -43,8 +43,8 @@ class ProductOps:
             if fa.bias is None or not np.any(fa.bias):
                 fa, fb = fb, fa
             else:
-                fb = self.form_of(self.materialise_form(fb, name + ".b", NeuronModel.GRADED,
-                                                        layer))
+                pb = self.materialise_form(fb, name + ".b", NeuronModel.GRADED, layer)
+                fb = Affine(fb.n, [(pb, np.eye(fb.n))], None, selection=True)
         pop = self.new_pop(name, fa.n, NeuronModel.PRODUCT, layer)
         for port, form in ((0, fa), (1, fb)):
             merged: dict[str, np.ndarray] = {}
