@@ -394,6 +394,10 @@ def _run(m: Module, ctx: PassContext) -> str:
     for entry in ctx.report.get("attention", []):
         entry["encodings"] = encodings(heads[entry["layer"], entry["head"]])
     ctx.report["quantisation"] = report
+    fitted = {a["population"]: a for a in report["activations"]}
+    for entry in ctx.report.get("activations", []):
+        entry.update({k: v for k, v in fitted.get(entry["population"], {}).items()
+                      if k not in ("population", "neuron", "size")})
     return report["summary"]
 
 

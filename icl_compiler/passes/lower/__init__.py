@@ -15,25 +15,32 @@ norm, an attention input, a value read by several consumers, the output).
   arange, a sliced learned table, a table the exporter folded into a constant, OPT's offset
   positions) become a per-position table: the host sends a one-hot position spike each token
   into a Dense holding the table, exactly like the token embedding.
-* Neurons: ReLU → graded ReLU neurons; LayerNorm/RMSNorm → norm populations on an embedded core;
+* Neurons: ReLU → graded ReLU neurons; smooth activations (``Activation``, from
+  ``fuse_activation``) → activation neurons; elementwise products of two token values (gated
+  MLPs) and linear maps whose weights change with the position (rotary embeddings) → product
+  neurons (:mod:`.products`); LayerNorm/RMSNorm → norm populations on an embedded core;
   token ids enter one-hot through a Dense (the embedding table); each attention head becomes
   k/q/v populations, T_max slot neurons and plastic K/V synapse groups (DESIGN §4).
 
 Modules: :mod:`.lowerer` (the driver: forms, probing, position tables), :mod:`.neurons` (the
-ops that need neurons), :mod:`.forms` (affine forms and helpers).
+ops that need neurons), :mod:`.products` (product neurons), :mod:`.forms` (affine forms and
+helpers).
 
 Invariants: float semantics are unchanged (checked against the interpreter in tests); the result
 passes ``verify_neuro``.  As the pipeline's ``lower`` pass (:data:`PASS`) it also writes the
-report's ``attention`` section (lowering and encodings per head) and ``offcore``, and records in
+report's ``attention`` section (lowering and encodings per head), ``offcore`` and
+``activations`` (the activation and product populations), and records in
 the program's I/O contract which auxiliary inputs were bound.
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
+
 from ...errors import CompileError
 from ...ir.graph import Graph
-from ...ir.neuro import NeuroGraph
+from ...ir.neuro import NeuroGraph, NeuronModel
 from ...semantics.neurons import encodings
 from ..attention import attention_report
 from ..base import Module, Pass, PassContext
@@ -41,7 +48,7 @@ from ..classify import classify
 from .forms import Affine, _op
 from .lowerer import Lowerer
 
-__all__ = ["lower", "PASS", "Lowerer", "Affine"]
+__all__ = ["lower", "PASS", "Lowerer", "Affine", "activation_report"]
 
 
 def _first_blocker(g: Graph) -> CompileError | None:
@@ -71,6 +78,24 @@ def _unmapped(g: Graph) -> list[CompileError]:
                                     node=n.onnx_name or n.name, op=op,
                                     hint=(NEURON_HINTS[op] + "; " if op in NEURON_HINTS else "")
                                     + MAPPED))
+    return out
+
+
+def activation_report(ng: NeuroGraph) -> list[dict]:
+    """The report's ``activations``: one entry per activation or product population (its
+    function, neurons and incoming synapses; the quantiser adds the fixed-point response and
+    its measured error)."""
+    out = []
+    for p in ng.populations():
+        if p.model not in (NeuronModel.ACTIVATION, NeuronModel.PRODUCT):
+            continue
+        syn = sum(int(np.count_nonzero(s.weights)) for s in ng.incoming(p.name))
+        e = {"population": p.name, "neuron": str(p.model), "size": p.size, "synapses_in": syn}
+        if p.act is not None:
+            e.update(fn=p.act.fn, method="exact" if p.act.method == "exact" else p.act.method)
+        else:
+            e["operand_b"] = sorted({s.pre for s in ng.incoming(p.name) if s.port == 1})
+        out.append(e)
     return out
 
 
@@ -111,6 +136,7 @@ def _run(m: Module, ctx: PassContext) -> str:
         entry["encodings"] = encodings(heads[entry["layer"], entry["head"]])
     ctx.report["attention"] = attention
     ctx.report["offcore"] = [asdict(o) for o in ng.offcore]
+    ctx.report["activations"] = activation_report(ng)
     return (f"{len(ng.populations())} populations, {len(ng.synapses())} synapse groups, "
             f"{len(ng.heads)} plastic heads")
 
