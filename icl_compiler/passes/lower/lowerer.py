@@ -319,8 +319,8 @@ class Lowerer(NeuronOps, ProductOps):
 
                 try:
                     M = self._matrix(node, k, j, fn, in_lay, out_lay, env)
-                except PerPosition:  # e.g. rotary embeddings: product neurons
-                    form = self._per_position(node, k, j, fn, in_lay, out_lay, env)
+                except PerPosition as e:  # e.g. rotary embeddings: product neurons
+                    form = self._per_position(node, k, j, fn, in_lay, out_lay, env, str(e))
                     parts = None
                     break
                 parts.append((self.form_of(v), M, v))
@@ -393,9 +393,7 @@ class Lowerer(NeuronOps, ProductOps):
             toks = self._tokens(node)
             if len(toks) > 1:
                 raise self._two_activations(node) from None
-            if any(i and self.info[i].kind == Kind.POS for i in node.inputs):
-                raise PerPosition() from None
-            raise self.err(node, f"cannot map this op to synapses: {e}") from None
+            raise PerPosition(f"cannot map this op to synapses: {e}") from None
         return M
 
     def _two_activations(self, node: Node) -> CompileError:

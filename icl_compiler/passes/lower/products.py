@@ -30,7 +30,8 @@ BILINEAR_OPS = ("Mul", "MatMul", "Einsum")
 
 
 class PerPosition(Exception):
-    """Internal: the op is linear in its token input with weights that change with the position."""
+    """Internal: the op is not linear in its token input with the same weights at every position
+    (it may be with weights that change with the position; the message is the refusal if not)."""
 
 
 class ProductOps:
@@ -116,10 +117,12 @@ class ProductOps:
         return True
 
     # -- weights that change with the position ----------------------------------------------------
-    def _per_position(self, node: Node, k: int, j: int, fn, in_lay, out_lay, env) -> Affine:
+    def _per_position(self, node: Node, k: int, j: int, fn, in_lay, out_lay, env,
+                      why: str) -> Affine:
         """Σ_t-dependent M_t·x as ordinary synapses (constant entries) plus product neurons
         (varying entries, operand b from a per-position table); see the module docstring.
-        ``fn(x)`` is the op's output at input x minus its output at x = 0."""
+        ``fn(x)`` is the op's output at input x minus its output at x = 0; ``why``: the
+        refusal if the op is not linear at each position either."""
         n_in, n_out = L.n_features(in_lay), L.n_features(out_lay)
         nb, nt = L._bt(in_lay, env)
 
@@ -137,8 +140,7 @@ class ProductOps:
         want = np.einsum("toi,bti->bto", Ms, x)
         if not np.allclose(run(x), want, rtol=1e-6,
                            atol=1e-9 * max(1.0, float(np.abs(want).max()))):
-            raise self.err(node, "the op is not a linear function of its token input at each "
-                                 "position")
+            raise self.err(node, why + " (nor at each position with its own weights)")
         if self.seq_sym is not None:  # position t must not depend on the sequence length
             T2 = max(1, nt // 2)
             env2 = self.env(T2)
