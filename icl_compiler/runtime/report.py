@@ -136,6 +136,11 @@ def format_report(r: dict) -> str:
         lines.append("activations (one row per activation or product population)")
         for a in r["activations"]:
             lines.append("  " + format_activation(a))
+    for c in r.get("token_ops", []):
+        lines.append(f"token op   {c['node']} ({c['op']}, {c['in_features']} → {c['out_features']}"
+                     f" features): {c['lowered_as']}"
+                     + (f", {c['nonzero_weights']} non-zero weights" if "nonzero_weights" in c
+                        else f", {c['neurons']} ReLU neurons in {c['levels']} levels"))
     lines.append(format_resources(r["resources"]))
     s = r["schedule"]
     lines.append(f"schedule   {s['steps_per_token']} algorithmic steps per token, pipeline depth "

@@ -104,6 +104,13 @@ def lower(graph: Graph, precision: str = "float") -> NeuroGraph:
     return Lowerer(graph, precision).run()
 
 
+def lower_with_notes(graph: Graph, precision: str = "float") -> tuple[NeuroGraph, list[dict]]:
+    """:func:`lower`, and the report's ``token_ops`` (convolutions and pooling: how each was
+    lowered, its features and weights)."""
+    lw = Lowerer(graph, precision)
+    return lw.run(), lw.token_ops
+
+
 AUTO_REASON = ("auto: kv_slot (exact in Loihi fixed point; fast_weight would need 9-bit weights "
                "to accumulate v·kᵀ)")
 
@@ -125,7 +132,8 @@ def _run(m: Module, ctx: PassContext) -> str:
         err.blockers = [err] + unmapped
         raise err
     ctx.report.setdefault("model", {})["ir_ops"] = m.tensor.op_counts()
-    ng = m.neuro = lower(m.tensor, ctx.precision)
+    ng, token_ops = lower_with_notes(m.tensor, ctx.precision)
+    m.neuro = ng
     ng.io.bound = {k: (v if isinstance(v, str) and v in ("ones", "zeros", "arange") else "file")
                    for k, v in ctx.report.get("model", {}).get("bound_inputs", {}).items()}
     heads = {(h.layer, h.head): h for h in ng.heads}
@@ -137,6 +145,8 @@ def _run(m: Module, ctx: PassContext) -> str:
     ctx.report["attention"] = attention
     ctx.report["offcore"] = [asdict(o) for o in ng.offcore]
     ctx.report["activations"] = activation_report(ng)
+    if token_ops:
+        ctx.report["token_ops"] = token_ops
     return (f"{len(ng.populations())} populations, {len(ng.synapses())} synapse groups, "
             f"{len(ng.heads)} plastic heads")
 

@@ -16,6 +16,7 @@ MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Flatten", "S
 AFFINE = MOVES | {"Add", "Sub", "Neg", "Mul", "Div", "MatMul", "Gemm", "Linear", "Einsum",
                   "Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "ReduceMean",
                   "ReduceSum", "CumSum", "Sum", "Mean", "Where"}
+CONV_OPS = ("Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool")
 MAPPED = ("the lowering maps Linear, Relu, the smooth activations it recognises (GELU, SiLU, "
           "sigmoid, tanh, softplus …), elementwise products (gated MLPs, rotary embeddings), "
           "LayerNorm/RMSNorm/L2 norms, data movement and other linear ops, embeddings and "
@@ -29,8 +30,6 @@ NEURON_HINTS = {
     "Sigmoid": "Sigmoid " + _OUTSIDE,
     "Pow": "Pow " + _OUTSIDE,
     "Exp": "Exp " + _OUTSIDE,
-    "MaxPool": "max pooling takes a maximum over features (no exact neuron mapping yet); use "
-               "average pooling or a strided convolution",
 }
 
 

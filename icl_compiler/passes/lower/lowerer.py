@@ -15,8 +15,8 @@ from ...ir.ops import OPS, with_defaults
 from ...ir.symbolic import is_sym, resolve
 from ..classify import Info, Kind, classify
 from ..util import ancestors
-from .forms import (AFFINE, MAPPED, MOVES, NEURON_HINTS, Affine, _add, _compose, _monomial, _op,
-                    _short, _stack)
+from .forms import (AFFINE, CONV_OPS, MAPPED, MOVES, NEURON_HINTS, Affine, _add, _compose,
+                    _monomial, _op, _short, _stack)
 from .neurons import NeuronOps
 from .products import PerPosition, ProductOps
 
@@ -36,6 +36,7 @@ class Lowerer(NeuronOps, ProductOps):
         self.pos_pop: str | None = None
         self.vocab: int | None = None
         self._pos_cache: dict = {}
+        self.token_ops: list[dict] = []  # the report's token_ops: convolutions and pooling
 
     # -- helpers ------------------------------------------------------------------------------
     def err(self, node: Node, reason: str, hint: str | None = None) -> CompileError:
@@ -246,7 +247,8 @@ class Lowerer(NeuronOps, ProductOps):
     # -- dispatch ---------------------------------------------------------------------------------
     def lower_node(self, node: Node, layer: int) -> int:
         op = _op(node)
-        handler = getattr(self, f"op_{node.op}", None)
+        handler = getattr(self, f"op_{node.op}", None) or (
+            getattr(self, f"op_{op}", None) if node.op == "Onnx" else None)
         if handler is not None:
             return handler(node, layer)
         if any(i in self.ids for i in node.inputs if i):
@@ -327,6 +329,8 @@ class Lowerer(NeuronOps, ProductOps):
             if parts is not None:
                 if len(parts) > 1:
                     self._check_jointly(node, j, base, toks, [M for _, M, _ in parts], C, env)
+                if _op(node) in CONV_OPS:
+                    self._note_conv(node, parts)
                 form = self._combine(node, parts, L.n_features(out_lay))
             terms = form.terms
             bias, table = self._constant(node, C, j, zero)
@@ -334,6 +338,17 @@ class Lowerer(NeuronOps, ProductOps):
                 terms = terms + [(self._position_pop(node), table.T)]
             self.forms[o] = Affine(form.n, terms, _add(form.bias, bias),
                                    selection=form.selection and bias is None and table is None)
+
+    def _note_conv(self, node: Node, parts) -> None:
+        """The report's token_ops entry of a convolution or average pooling within a token."""
+        M = parts[0][1]
+        conv = _op(node) in ("Conv", "ConvTranspose")
+        self.token_ops.append({
+            "node": node.onnx_name or node.name, "op": _op(node),
+            "lowered_as": ("a Dense with the unrolled kernel" if conv else
+                           "a Dense with the averaging weights (a linear map)"),
+            "in_features": int(M.shape[1]), "out_features": int(M.shape[0]),
+            "nonzero_weights": int(np.count_nonzero(M))})
 
     def _length_error(self, node: Node, j: int, zero: set[int], e: Exception) -> CompileError:
         """The op cannot be evaluated at T_max positions: say up to how many it can."""
