@@ -47,8 +47,8 @@ def test_a_product_population_multiplies_its_two_ports_in_fixed_point():
 
     ng = NeuroGraph("fixed")
     ng.new_population("input", 2, NeuronModel.INPUT, placement=Placement.HOST, scale=1.0)
-    p = ng.new_population("p", 2, NeuronModel.PRODUCT, q=QuantParams(prod_shift=2),
-                          bias=np.array([3, -1]))
+    ng.new_population("p", 2, NeuronModel.PRODUCT, q=QuantParams(prod_shift=2),
+                      bias=np.array([3, -1]))
     ng.new_population("output", 2, NeuronModel.OUTPUT, placement=Placement.HOST)
     ng.connect("input", "p", np.array([[2, 0], [0, 3]], np.int8), exp=1)
     ng.connect("input", "p", np.array([[1, 1], [-1, 0]], np.int8), exp=0, port=1)
