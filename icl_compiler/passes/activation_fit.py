@@ -29,6 +29,8 @@ from ..ir.ops import ACTIVATIONS
 from ..semantics import fixed as fx
 
 ERROR_FRACTION = 0.1  # an activation may use this share of the program's error target
+OPERAND_TARGET = 2**13  # calibrated max of a multiplying neuron's operand (16-bit clip: 4× headroom)
+PRODUCT_OPS = 6  # per product neuron and token: two operand clips (4 compares), multiply, shift
 MAX_SEGMENTS = 256
 SQUARES = ("relu2", "square")
 _INT32 = 2**31 - 1
@@ -48,8 +50,6 @@ def ops_per_neuron(a: ActivationParams) -> int:
 def square_params(fn: str, in_scale: float, limit: int) -> tuple[ActivationParams, float]:
     """(params, output scale) of a square response whose calibrated operand maximum
     ``OPERAND_TARGET`` maps below ``limit``: out = round(u² / 2^frac), scale = s_in²·2^frac."""
-    from .quantise import OPERAND_TARGET
-
     frac = max(0, int(math.ceil(math.log2(OPERAND_TARGET**2 / limit))))
     return ActivationParams(fn=fn, method="square", frac=frac), in_scale**2 * 2.0**frac
 

@@ -52,6 +52,7 @@ from ..semantics.fixed import DENSE_SUM_LIMIT, K_RANGE, MANTISSA_MAX, PAYLOAD_BI
 from ..semantics.interpreter import Interpreter
 from ..semantics.neurons import encodings
 from . import activation_fit
+from .activation_fit import OPERAND_TARGET, PRODUCT_OPS
 from .base import Module, Pass, PassContext
 
 ACT_BITS = PAYLOAD_BITS - 2  # magnitude bits of a graded payload at most (22: one bit of headroom),
@@ -62,7 +63,6 @@ KV_TARGET = 126  # calibrated max maps here: 1 LSB of headroom for weight roundi
 ACC_LIMIT = DENSE_SUM_LIMIT  # int32 synaptic accumulators (Lava sums 2m·s, wraps at 2^31)
 ROUND_BITS = 8  # extra current bits of the 8-bit k/q/v populations, rounded away by the neuron
 ONE_HOT = 127  # payload of a one-hot token / position spike
-OPERAND_TARGET = 2**13  # calibrated max of a multiplying neuron's operand (16-bit clip: 4× headroom)
 MANT_MAX = MANTISSA_MAX  # symmetric int8 mantissas [-127, 127]
 DEFAULT_CALIBRATION = 16
 DEFAULT_FEATURE_RANGE = (0.0, 1.0)
@@ -337,8 +337,6 @@ def _multiplying(p, mx, limit: int, error_target: float) -> list[dict]:
                                           error_target * activation_fit.ERROR_FRACTION)
     return [{"population": name, "neuron": "activation", "size": p.size, **entry}]
 
-
-PRODUCT_OPS = 6  # per product neuron and token: two operand clips (4 compares), multiply, shift
 
 
 def _in_scale(p, port: int = 0) -> float:

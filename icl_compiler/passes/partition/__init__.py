@@ -212,10 +212,9 @@ def _consumers(pl: _Planner, t: Target) -> list[dict]:
 def neuron_ops(ng: NeuroGraph) -> list[dict]:
     """Per-token microcode operations of the neurons that compute more than a sum: activation
     neurons (their integer response: ``activation_fit.ops_per_neuron``) and product neurons
-    (``quantise.PRODUCT_OPS``), with their neurons and incoming synapses.  In float mode an
+    (``activation_fit.PRODUCT_OPS``), with their neurons and incoming synapses.  In float mode an
     activation computes the exact function (no hardware response yet): ops are None."""
-    from ..activation_fit import ops_per_neuron
-    from ..quantise import PRODUCT_OPS
+    from ..activation_fit import PRODUCT_OPS, ops_per_neuron
 
     out = []
     for p in ng.populations():
