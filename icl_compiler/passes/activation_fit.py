@@ -48,9 +48,10 @@ def ops_per_neuron(a: ActivationParams) -> int:
 
 
 def square_params(fn: str, in_scale: float, limit: int) -> tuple[ActivationParams, float]:
-    """(params, output scale) of a square response whose calibrated operand maximum
-    ``OPERAND_TARGET`` maps below ``limit``: out = round(u² / 2^frac), scale = s_in²·2^frac."""
-    frac = max(0, int(math.ceil(math.log2(OPERAND_TARGET**2 / limit))))
+    """(params, output scale) of a square response: out = round(u² / 2^frac), scale =
+    s_in²·2^frac, with the calibrated operand maximum ``OPERAND_TARGET`` mapped below
+    ``limit / 16`` (the operand's 4× headroom, squared)."""
+    frac = max(0, int(math.ceil(math.log2(OPERAND_TARGET**2 / max(1, limit // 16)))))
     return ActivationParams(fn=fn, method="square", frac=frac), in_scale**2 * 2.0**frac
 
 
