@@ -145,8 +145,7 @@ def _run(m: Module, ctx: PassContext) -> str:
     ctx.report["attention"] = attention
     ctx.report["offcore"] = [asdict(o) for o in ng.offcore]
     ctx.report["activations"] = activation_report(ng)
-    if token_ops:
-        ctx.report["token_ops"] = token_ops
+    ctx.report["token_ops"] = token_ops
     return (f"{len(ng.populations())} populations, {len(ng.synapses())} synapse groups, "
             f"{len(ng.heads)} plastic heads")
 
