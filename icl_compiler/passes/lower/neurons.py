@@ -82,11 +82,15 @@ class NeuronOps:
             return L.token_view(self._eval(node, xs, env, 0), out_lay, env)
 
         windows: list[list[int]] = [[] for _ in range(n_out)]
-        for j in range(n_in):
-            v = np.zeros((nb, nt, n_in))
-            v[:, :, j] = 1.0
-            for i in np.nonzero(run(v)[0, 0] == 1.0)[0]:
-                windows[i].append(j)
+        per = nb * nt  # one probed feature per token: tokens are independent
+        for start in range(0, n_in, per):
+            js = np.arange(start, min(start + per, n_in))
+            v = np.zeros((per, n_in))
+            v[np.arange(len(js)), js] = 1.0
+            y = run(v.reshape(nb, nt, n_in)).reshape(per, n_out)
+            for r, j in enumerate(js):
+                for i in np.nonzero(y[r] == 1.0)[0]:
+                    windows[i].append(int(j))
         v = np.random.default_rng(5).normal(size=(nb, nt, n_in))
         want = np.stack([v[..., w].max(-1) if w else np.full(v.shape[:2], np.nan)
                          for w in windows], -1)
