@@ -44,6 +44,7 @@ class Cfg:
     ctx: int = 1024
     vocab: int = 50257
     seed: int = 0
+    tied: bool = False  # the head as MatMul(h, Transpose(wte)), as a tied export writes it
 
     @property
     def dk(self) -> int:
@@ -83,9 +84,10 @@ def build_onnx(cfg: Cfg, path: str) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     w = make_weights(cfg)
-    # the tied LM head is stored as its own initializer, as torch exports often do (the frontend
-    # refuses to constant-fold a Transpose of a 38.6 M-element table)
-    w["lm_head"] = np.ascontiguousarray(w["wte"].T)
+    # the LM head: its own [768, 50257] initializer (untied), or a Transpose of the token
+    # embedding (tied: the frontend folds this view of a 38.6 M-element table)
+    if not cfg.tied:
+        w["lm_head"] = np.ascontiguousarray(w["wte"].T)
     inits = [numpy_helper.from_array(a, name) for name, a in w.items()]
     del w
     consts = {
@@ -144,6 +146,8 @@ def build_onnx(cfg: Cfg, path: str) -> None:
         f = node("Relu", [lin(h, "fc", i)], [f"h{i}.relu"])
         x = node("Add", [x, lin(f, "proj", i)], [f"h{i}.r2"])
     h = ln(x, "lnf")
+    if cfg.tied:
+        node("Transpose", ["wte"], ["lm_head"], perm=[1, 0])
     node("MatMul", [h, "lm_head"], ["logits"])
     graph = helper.make_graph(
         nodes, "gpt2_small_relu_attention",
@@ -263,10 +267,12 @@ def main(argv=None) -> int:
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--svg", help="write the partition picture here")
     ap.add_argument("--direct", action="store_true", help="skip compile(); lower the IR directly")
+    ap.add_argument("--tied", action="store_true",
+                    help="tied embeddings: the head is MatMul(h, Transpose(wte))")
     ap.add_argument("--emulate-tokens", type=int, default=0,
                     help="with --direct: time the float emulator on N tokens")
     args = ap.parse_args(argv)
-    cfg = Cfg(layers=args.layers, ctx=args.context)
+    cfg = Cfg(layers=args.layers, ctx=args.context, tied=args.tied)
     target = {"system": args.system} | ({"chips": args.chips} if args.chips else {})
     from icl_compiler.runtime.picture import write_partition_picture
     from icl_compiler.runtime.report import format_resources

@@ -1,6 +1,7 @@
 """icl-compile: compile an ONNX transformer into a Loihi 2 program with plastic attention.
 
-Exit codes: 0 ok, 2 usage, 3 the model cannot be compiled, 4 verification failed.
+Exit codes: 0 ok, 1 the run failed, 2 usage, 3 the model cannot be compiled or the output
+directory cannot be written, 4 verification failed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 from .compiler import STAGES
 from .errors import CompileError, OptionError
 from .options import LOWERINGS, PRECISIONS, WEIGHT_BITS, CompileOptions, positive_number
+from .runtime.outdir import OutputError
+from .runtime.program import check_output_dir
 
 EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
@@ -25,7 +28,7 @@ examples:
   icl-compile model.onnx --dump-ir attention         print the IR after a pass
 
 exit codes: 0 ok, 1 the run failed (Lava timeout/crash), 2 usage error, 3 the model cannot
-be compiled, 4 verification failed.
+be compiled or the output directory cannot be written, 4 verification failed.
 Inputs (.npy) are shaped like the ONNX input: token ids [batch, seq] or features
 [batch, seq, F].  The program runs each sequence token by token with fresh plastic state.
 """
@@ -43,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="the ONNX model (external data must sit in its folder)")
     p.add_argument("-o", "--out", default="out", help="output directory (default: ./out); "
-                   "written atomically, holds report.json and the program")
+                   "written atomically, holds report.json and the program; only the compiler's "
+                   "files in it are replaced, yours are kept; a symlink is written through")
     p.add_argument("--force", action="store_true",
-                   help="replace a non-empty output directory that holds no previous program")
+                   help="write into a non-empty output directory that holds no previous program "
+                        "(its files are kept)")
     p.add_argument("--precision", choices=PRECISIONS, default="float",
                    help="float: exact (float64); fixed: Loihi 2 integers (default: float)")
     p.add_argument("--backend", choices=("numpy", "lava"), default="numpy",
@@ -61,14 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, metavar="REL",
                    help="relative tolerance for --verify (default: float 1e-4, fixed 0.05)")
     p.add_argument("--max-context", type=int, metavar="N",
-                   help="context capacity T_max (needed when the sequence axis is dynamic)")
+                   help="context capacity T_max (needed when the sequence axis is dynamic; at "
+                        "most the target's neurons and 1048576)")
     p.add_argument("--lowering", choices=LOWERINGS, default="auto",
                    help="attention lowering (auto picks kv_slot; fast_weight is float-only)")
     p.add_argument("--target", choices=("loihi2",), default="loihi2", help="hardware target")
     p.add_argument("--system", choices=("oheo-gulch", "kapoho-point", "hala-point"),
                    help="Loihi 2 system (sets the chip count)")
     p.add_argument("--chips", type=int, metavar="N", help="number of chips available")
-    p.add_argument("--cores-per-chip", type=int, metavar="N", help="override neuro cores per chip")
+    p.add_argument("--cores-per-chip", type=int, metavar="N",
+                   help="lower the neuro cores per chip (a Loihi 2 chip has 128)")
     p.add_argument("--weight-bits", type=weight_bits_arg, choices=WEIGHT_BITS, default="auto",
                    help="fixed mode: 8 = one int8 mantissa per weight and one int8 plastic synapse "
                         "per K/V entry; 16 = a second int8 synapse group holds each matrix's "
@@ -98,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "FILE.npy (repeatable; default by name: *mask* = ones, *position* = "
                         "arange, *token_type* = zeros)")
     p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds before a Lava run is stopped (default: 600)")
+                   help="seconds before a Lava run is stopped (a positive number; default: 600)")
     return p
 
 
@@ -137,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except _RunFailed as e:
         print(f"icl-compile: {e}", file=sys.stderr)
         return EXIT_RUN
+    except OutputError as e:  # the program compiled, but OUT cannot be written
+        print(f"icl-compile: {e}", file=sys.stderr)
+        return e.exit_code
     except CompileError as e:
         more = len(getattr(e, "blockers", [])) - 1
         print(f"icl-compile: cannot compile {args.model}: {e}"
@@ -165,6 +175,7 @@ def _main(args) -> int:
                 positive_number(f"--{name}", getattr(args, name))
     except OptionError as e:
         raise _Usage(str(e)) from None
+    check_output_dir(args.out, force=args.force)  # a foreign -o is refused before compiling
     calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else None
     xrun = _load_npy(args.run, "--run") if args.run else None
     if args.precision == "float" and calib is not None:
@@ -275,14 +286,15 @@ def _verify(prog, args, xrun, calib, outputs) -> dict:
 
 
 def _picture(prog) -> bytes | None:
-    import tempfile
+    """partition.svg's bytes (built in memory: nothing is written before the output directory),
+    or None with a note when the picture would be too large to draw."""
+    from .runtime.picture import PictureTooLarge, partition_picture
 
-    from .runtime.picture import write_partition_picture
-
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "partition.svg"
-        write_partition_picture(prog.report["resources"], p)
-        return p.read_bytes()
+    try:
+        return partition_picture(prog.report["resources"]).encode()
+    except PictureTooLarge as e:
+        print(f"note: partition.svg is not written: {e}", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import onnx
 
 from .errors import CompileError, OptionError
 from .frontend import import_model, load_onnx, onnx_io
-from .frontend.bind import bind_inputs
+from .frontend.bind import bind_inputs, check_inputs
 from .options import ERROR_TARGET, CompileOptions
 from .passes.base import Module, Pass, PassContext, run_passes
 from .passes.manager import PIPELINE
@@ -38,12 +38,17 @@ def _load(m: Module, ctx: PassContext) -> str:
 
 
 def _import(m: Module, ctx: PassContext) -> str:
+    # the I/O contract first: an input without a binding or an unknown output is the real
+    # problem, whatever the import would find later
+    inits = {t.name for t in m.onnx.graph.initializer}
+    check_inputs([v.name for v in m.onnx.graph.input if v.name not in inits], ctx.bind)
+    names = [o.name for o in m.onnx.graph.output]
+    unknown = [o for o in ctx.outputs or () if o not in names]
+    if unknown:
+        raise CompileError(f"--outputs names {', '.join(map(repr, unknown))}, not an output of "
+                           f"the model (outputs: {', '.join(names)})")
     g = m.tensor = import_model(m.onnx)
     if ctx.outputs is not None:
-        unknown = [o for o in ctx.outputs if o not in g.outputs]
-        if unknown:
-            raise CompileError(f"--outputs names {', '.join(map(repr, unknown))}, not an output "
-                               f"of the model (outputs: {', '.join(g.outputs)})")
         g.outputs = list(ctx.outputs)
         g.prune()
     bound = bind_inputs(g, ctx.bind)

@@ -16,12 +16,19 @@ from numbers import Integral, Real
 from typing import Any, Literal
 
 from .errors import OptionError
+from .targets import loihi2 as L2
 from .targets.loihi2 import Target, as_target
 
 PRECISIONS = ("float", "fixed")
 LOWERINGS = ("auto", "kv_slot", "fast_weight")
 WEIGHT_BITS = (8, 16, "auto")
 ERROR_TARGET = 0.05  # auto weight bits: the largest output error of 8-bit on the calibration data
+# The context capacity T_max is a number of slot neurons per attention head.  A limit of this
+# compiler (it holds each head's K/V as dense T_max-row arrays on the host, and so does the
+# emulator per sequence): one Loihi 2 chip's neurons, 2^20.  The target's own limit is its
+# neurons (max_context_limit); the lowering checks the K/V synapse memory once d_k is known
+# (passes/partition/cost.py: check_heads_fit).
+MAX_CONTEXT = L2.NEURONS_PER_CHIP
 
 
 def choice(name: str, value, allowed: tuple):
@@ -118,11 +125,39 @@ def valid_outputs(value) -> tuple | None:
 
 def valid_target(value) -> Target:
     """The hardware target: None (one Loihi 2 chip), a Target, or a dict of
-    ``targets.loihi2.get_target`` keywords (system, chips, cores_per_chip, …)."""
+    ``targets.loihi2.get_target`` keywords (system, chips, cores_per_chip, …).  The cores per
+    chip can only be lowered (a Loihi 2 chip has 128; Hala Point makes 122 usable)."""
     try:
-        return as_target(value)
-    except (ValueError, TypeError) as e:
+        t = as_target(value)
+    except (ValueError, TypeError, OverflowError) as e:
         raise OptionError(f"target: {e}") from None
+    if t.cores_per_chip > L2.NEURO_CORES_PER_CHIP:
+        raise OptionError(f"cores_per_chip {t.cores_per_chip} exceeds the "
+                          f"{L2.NEURO_CORES_PER_CHIP} neuro cores of a Loihi 2 chip (it can "
+                          "only lower them)")
+    return t
+
+
+def max_context_limit(target: Target) -> tuple[int, str]:
+    """The largest context capacity T_max a compile may ask for on ``target``, and what it is."""
+    slots = target.cores * target.neurons_per_core
+    if slots < MAX_CONTEXT:
+        return slots, (f"the {slots} neurons of {target.name} ({target.chips} chip(s) × "
+                       f"{target.cores_per_chip} cores × {target.neurons_per_core} neurons), "
+                       "which one head's T_max slot neurons must fit")
+    return MAX_CONTEXT, (f"this compiler's limit of {MAX_CONTEXT} slots per head (the neurons "
+                         f"of one Loihi 2 chip: {L2.NEURO_CORES_PER_CHIP} cores × "
+                         f"{L2.NEURONS_PER_CORE})")
+
+
+def valid_max_context(value, target: Target) -> int | None:
+    """None (from the model) or a positive integer within :func:`max_context_limit`."""
+    n = positive_int("max_context", value)
+    if n is not None:
+        limit, what = max_context_limit(target)
+        if n > limit:
+            raise OptionError(f"max_context {n} exceeds {what}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -148,14 +183,14 @@ class CompileOptions:
         """Validate Python arguments (``compile()``'s keywords)."""
         if dump_ir is not None and not isinstance(dump_ir, str):
             raise OptionError(f"dump_ir must be a pass name, got {dump_ir!r}")
+        hw = valid_target(target)
         return cls(precision=choice("precision", precision, PRECISIONS),
                    lowering=choice("lowering", lowering, LOWERINGS),
-                   max_context=positive_int("max_context", max_context),
+                   max_context=valid_max_context(max_context, hw),
                    weight_bits=valid_weight_bits(weight_bits),
                    error_target=positive_number("error_target", error_target),
-                   strict=bool(strict), target=valid_target(target), dump_ir=dump_ir,
-                   verify_ir=bool(verify_ir), bind=valid_bind(bind),
-                   outputs=valid_outputs(outputs))
+                   strict=bool(strict), target=hw, dump_ir=dump_ir, verify_ir=bool(verify_ir),
+                   bind=valid_bind(bind), outputs=valid_outputs(outputs))
 
     @classmethod
     def from_cli(cls, args) -> CompileOptions:

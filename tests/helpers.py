@@ -61,7 +61,7 @@ def attention_graph(rng: np.random.Generator, *, feat=6, heads=2, dk=4, dv=4, f=
     g.add_value("att", (B, T, heads * dv), "float32")
     g.add_node("PlasticAttention", [q, k, v], ["att"],
                dict(heads=heads, d_k=dk, d_v=dv, f=f, scale=0.5, normalisation=norm,
-                    eps=1e-3 if norm == "rowsum" else 0.0, T_max=t_max, lowering=lowering,
+                    eps=1e-3 if norm != "none" else 0.0, T_max=t_max, lowering=lowering,
                     layer=0))
     o = linear("att", heads * dv, feat, "o")
     if residual:

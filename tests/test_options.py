@@ -39,6 +39,11 @@ def test_defaults_and_normalised_values():
     ({"max_context": 2.5}, "max_context"),
     ({"max_context": math.nan}, "max_context"),
     ({"max_context": True}, "max_context"),
+    ({"max_context": 10**9}, "max_context 1000000000 exceeds this compiler's limit of 1048576"),
+    ({"max_context": 600_000, "target": {"cores_per_chip": 64}},
+     r"exceeds the 524288 neurons of loihi2/oheo-gulch \(1 chip\(s\) × 64 cores × 8192"),
+    ({"target": {"cores_per_chip": 10**7}}, "exceeds the 128 neuro cores of a Loihi 2 chip"),
+    ({"target": {"chips": float("nan")}}, "target:"),
     ({"target": {"chips": 0}}, "chips"),
     ({"target": {"system": "mars"}}, "system"),
     ({"target": {"cores": 3}}, "unknown target option"),
@@ -47,6 +52,27 @@ def test_defaults_and_normalised_values():
 def test_bad_python_options(kw, needle):
     with pytest.raises(OptionError, match=needle):
         CompileOptions.from_kwargs(**kw)
+
+
+def test_the_largest_contexts_that_are_allowed():
+    assert CompileOptions.from_kwargs(max_context=2**20).max_context == 2**20
+    o = CompileOptions.from_kwargs(max_context=2**19, target={"cores_per_chip": 64})
+    assert o.max_context == 2**19 and o.target.cores_per_chip == 64
+
+
+def test_resource_options_fail_before_anything_is_allocated(tmp_path, capsys):
+    """Item 6: --max-context 1000000000 failed with "Unable to allocate 119 GiB" from the
+    lowering, --cores-per-chip 10000000 spent 15 s and 2.6 GB drawing the partition picture.
+    Both are refused with the options, before the model is read."""
+    import tracemalloc
+
+    tracemalloc.start()
+    for args in (("--max-context", "1000000000"), ("--cores-per-chip", "10000000")):
+        code, _, err = run_cli(capsys, tmp_path / "missing.onnx", "-o", tmp_path / "out", *args)
+        assert code == 2 and "exceeds" in one_line(err)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * 2**20 and not (tmp_path / "out").exists()
 
 
 def test_compile_validates_before_reading_the_model(tmp_path):
@@ -75,6 +101,12 @@ def test_compile_with_an_options_object():
     (("--tolerance", "nan"), "--tolerance"),
     (("--tolerance", "-1"), "--tolerance"),
     (("--timeout", "0"), "--timeout"),
+    (("--timeout", "nan"), "--timeout"),  # item 2: NaN switched the Lava timeout off
+    (("--timeout", "inf"), "--timeout"),
+    (("--timeout", "-5"), "--timeout"),
+    (("--tolerance", "inf"), "--tolerance"),
+    (("--max-context", "1000000000"), "exceeds this compiler's limit of 1048576 slots per head"),
+    (("--cores-per-chip", "10000000"), "cores_per_chip 10000000 exceeds the 128 neuro cores"),
     (("--dump-ir", "nonsense"), "fuse_linear"),
     (("--dump-ir", "quantise"), "precision fixed"),
 ])

@@ -55,11 +55,36 @@ def add_op(g: Graph, op: str, inputs: list[str], attrs: dict, *, out: str | None
            onnx_name: str | None = None) -> str:
     """A single-output node whose output type comes from the op's shape function."""
     ins = [g.values[i] for i in inputs]
-    (shape, dtype), = OPS[op].shape(ins, with_defaults(op, attrs))
+    shape, dtype = OPS[op].shape(ins, with_defaults(op, attrs))[0]  # a single-output node
     name = out or g.fresh(op.lower())
     g.add_value(name, shape, str(np.dtype(dtype)))
     g.add_node(op, inputs, [name], attrs, onnx_name=onnx_name)
     return name
+
+
+def check_inputs(names: list[str], binds: dict | None = None) -> str:
+    """The I/O contract on the model's input names, before anything is imported: the data
+    input, and a binding (given or by name) for every other input.  Returns the data input."""
+    binds = dict(binds or {})
+    data = data_input_name(list(names))
+    unknown = [n for n in binds if n not in names]
+    if unknown:
+        raise CompileError(f"--bind names {', '.join(map(repr, unknown))}, which "
+                           f"{'is' if len(unknown) == 1 else 'are'} not a model input (inputs: "
+                           f"{', '.join(names)})")
+    if data in binds:
+        raise CompileError(f"--bind {data}: that is the model's data input")
+    for name in names:
+        if name == data or name in binds or default_binding(name) is not None:
+            continue
+        if PAST.search(name):
+            raise CompileError(f"model input {name!r} looks like a past key/value cache; "
+                               "the program keeps K and V in plastic synapses itself",
+                               hint="export without past_key_values (use_cache=False)")
+        raise CompileError(f"model input {name!r} is not the data input and has no default "
+                           "value", hint=f"bind it at compile time: --bind "
+                                         f"{name}=ones|zeros|arange|FILE.npy")
+    return data
 
 
 def bind_inputs(g: Graph, binds: dict[str, str | np.ndarray] | None = None) -> dict[str, str]:
@@ -68,26 +93,11 @@ def bind_inputs(g: Graph, binds: dict[str, str | np.ndarray] | None = None) -> d
     Returns {input name: how it was bound} for the report.  Raises CompileError for an input
     that cannot be bound (no default for its name, or a past key/value cache)."""
     binds = dict(binds or {})
-    data = data_input(g)
-    unknown = [n for n in binds if n not in g.inputs]
-    if unknown:
-        raise CompileError(f"--bind names {', '.join(map(repr, unknown))}, which "
-                           f"{'is' if len(unknown) == 1 else 'are'} not a model input (inputs: "
-                           f"{', '.join(g.inputs)})")
-    if data in binds:
-        raise CompileError(f"--bind {data}: that is the model's data input")
+    data = check_inputs(list(g.inputs), binds)
     report: dict[str, str] = {}
     for name in [n for n in g.inputs if n != data]:
         v = g.values[name]
         how = binds.get(name, default_binding(name))
-        if how is None:
-            if PAST.search(name):
-                raise CompileError(f"model input {name!r} looks like a past key/value cache; "
-                                   "the program keeps K and V in plastic synapses itself",
-                                   hint="export without past_key_values (use_cache=False)")
-            raise CompileError(f"model input {name!r} is not the data input and has no default "
-                               "value", hint=f"bind it at compile time: --bind "
-                                             f"{name}=ones|zeros|arange|FILE.npy")
         g.inputs.remove(name)
         if isinstance(how, np.ndarray):
             if any(is_sym(d) for d in v.shape) or tuple(how.shape) != tuple(v.shape):

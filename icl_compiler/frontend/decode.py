@@ -10,6 +10,7 @@ import sympy
 from onnx import helper, numpy_helper
 
 from ..errors import CompileError
+from ..ir.dtypes import IR_DTYPES
 from ..ir.symbolic import is_sym
 
 # Size guards: a hostile model must not make the compiler allocate.  No Loihi 2 system holds a
@@ -18,9 +19,8 @@ MAX_DIM = 2**31 - 1  # any static dimension
 MAX_ELEMENTS = 2**31  # any tensor whose shape is static
 MAX_FOLD_ELEMENTS = 2**24  # any tensor the frontend computes at compile time (constant folding)
 
-# element types the tensor IR handles (numpy dtype names)
-IR_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-             "float16", "float32", "float64"}
+# the element types the tensor IR handles are ir.dtypes.IR_DTYPES (one list for the frontend and
+# the IR loaders)
 
 
 def _type_name(elem_type: int) -> str:

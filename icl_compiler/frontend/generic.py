@@ -19,6 +19,8 @@ from ..errors import CompileError
 from .decode import MAX_FOLD_ELEMENTS, _check_array, _check_shape, _label
 
 SEQUENCE_OPS = {"SplitToSequence", "SequenceAt", "SequenceLength", "ConcatFromSequence"}
+RANDOM_OPS = {"Bernoulli", "RandomNormal", "RandomNormalLike", "RandomUniform",
+              "RandomUniformLike", "Multinomial"}
 
 
 def import_generic(imp, node: onnx.NodeProto, op: str, a: dict, ins: list[str]) -> None:
@@ -28,6 +30,9 @@ def import_generic(imp, node: onnx.NodeProto, op: str, a: dict, ins: list[str]) 
             v[0], onnx.GraphProto)) for v in a.values()):
         raise CompileError("ops with subgraphs (control flow) are not supported",
                            hint="export without data-dependent control flow")
+    if op in RANDOM_OPS:
+        raise CompileError(f"{op} draws random numbers; a compiled program is deterministic",
+                           hint="export the model in eval mode")
     outs = [o or f"{_label(node)}/unused_output{i}" for i, o in enumerate(node.output)]
     data = [i or None for i in ins]
     known = all(d is None or d in imp.known for d in data)
@@ -53,6 +58,11 @@ def import_generic(imp, node: onnx.NodeProto, op: str, a: dict, ins: list[str]) 
     if symbolic:
         raise CompileError(f"{op} on shape arithmetic of a dynamic axis is not supported",
                            hint="export with static shapes")
+    types = [None if d is None else (imp.shape_of(d), imp.dtype_of(d)) for d in data]
+    try:
+        onnx_op.check_implemented(op, a, types, len(outs), imp.opset)
+    except ValueError as e:
+        raise CompileError(str(e)) from None
     attrs = {"op_type": op, "opset": imp.opset, "onnx_attrs": a, "n_outputs": len(outs)}
     imp.emit("Onnx", [imp.as_value(d, node) if d else "" for d in data], outs, attrs, node)
 

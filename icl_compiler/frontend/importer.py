@@ -59,7 +59,8 @@ SHAPE_SLOTS: dict[str, list[tuple[int, str]]] = {
 }
 SCALAR_ATTRS = {"k", "axis", "start", "limit", "delta"}
 STATIC_ATTRS = {"axes", "axis", "steps"}  # operands that may not depend on dynamic axes
-SUPPORTED_HINT = "Supported ONNX ops: " + ", ".join(SUPPORTED_OPS) + "."
+DOMAIN_HINT = ("only standard ONNX ops (the default domain) can be compiled; export without "
+               "custom or contrib ops (e.g. those of onnxruntime's graph optimiser)")
 
 
 class _Importer:
@@ -181,7 +182,7 @@ class _Importer:
         if node.domain not in ("", "ai.onnx"):
             raise CompileError(f"op from domain {node.domain!r} is not supported",
                                node=_label(node),
-                               op=op, hint=SUPPORTED_HINT)
+                               op=op, hint=DOMAIN_HINT)
         ins = list(node.input)
         for i in ins:
             if i and i not in self.known and i not in self.g.values and i not in self.sequences:
@@ -250,6 +251,10 @@ class _Importer:
                 self.known[outs[0]] = self.known[src]
             else:
                 self.emit("Identity", [src], outs[:1], {}, node)
+            if op == "Dropout" and len(outs) > 1 and outs[1]:  # eval mode: the mask keeps all
+                self.emit("ConstantOfShape", [], outs[1:2],
+                          {"shape": list(self.shape_of(src)), "value": True, "dtype": "bool"},
+                          node)
             return
         if op == "Shape":
             shape = self.shape_of(ins[0])
@@ -384,8 +389,18 @@ class _Importer:
             self.emit("ConstantOfShape", [], outs[:1],
                       {"shape": list(shape), "value": 0, "dtype": dtype}, node)
             return
+        if len(outs) > 1 and op != "ConstantOfShape":
+            # empty pieces of a multi-output op (a zero-width Split part) depend on no data:
+            # constants of their shape; the op writes unused names in their place
+            for k, (o, (shape, dtype)) in enumerate(zip(outs, results)):
+                if o not in self.output_names and any(not is_sym(d) and int(d) == 0
+                                                       for d in shape):
+                    self.emit("ConstantOfShape", [], [o], {"shape": list(shape), "value": 0,
+                                                           "dtype": dtype}, node)
+                    outs = outs[:k] + [self.g.fresh(f"{o}/empty")] + outs[k + 1:]
         for o, (shape, _) in zip(outs, results):
-            if op != "ConstantOfShape" and any(not is_sym(d) and int(d) == 0 for d in shape):
+            if op != "ConstantOfShape" and o in self.output_names and any(
+                    not is_sym(d) and int(d) == 0 for d in shape):
                 raise CompileError(f"output {o!r} is empty (shape {_fmt(shape)}); a run-time "
                                    "tensor without elements cannot be mapped to neurons",
                                    node=_label(node), op=node.op_type)

@@ -1,9 +1,8 @@
 """Element types of the tensor IR: numpy dtype names, and nothing else.
 
 The loaders accept a dtype only by its exact name from this list (a file's "S1000000000" would
-otherwise make numpy allocate a gigabyte per element).  The ONNX frontend keeps its own copy
-(``frontend.onnx_import.IR_DTYPES``, ``frontend/decode.py`` after the refactor) until it imports
-this one; tests/ir/test_serialize_limits.py checks that the two agree.
+otherwise make numpy allocate a gigabyte per element).  The ONNX frontend (``frontend/decode.py``)
+imports this list too.
 """
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ class Encoding(_StrEnum):
 
 
 SLOT_FUNCS = ("identity", "relu", "relu2")
-NORMALISATIONS = ("none", "rowsum")
+NORMALISATIONS = ("none", "rowsum", "rowsum_max")  # rowsum: ÷ (Σ+eps); rowsum_max: ÷ max(Σ, eps)
 Precision = Literal["float", "fixed"]
 
 
@@ -239,7 +239,7 @@ class HeadSpec:
     f: Literal["identity", "relu", "relu2"]
     scale: float
     t_max: int
-    normalise: Literal["none", "rowsum"] = "none"
+    normalise: Literal["none", "rowsum", "rowsum_max"] = "none"
     eps: float = 0.0
     lowering: Lowering = Lowering.KV_SLOT
     # fixed mode: 8 = one int8 plastic synapse per K/V entry; 16 = a high and a low one

@@ -118,6 +118,19 @@ def _evaluator(key: bytes):
     return ReferenceEvaluator(onnx.load_from_string(key))
 
 
+def check_implemented(op_type: str, attrs: dict[str, Any], ins: list, n_out: int,
+                      opset: int) -> None:
+    """Raise ValueError when onnx's reference has no implementation of the op (deprecated ops
+    such as Scatter): the interpreter could not evaluate it."""
+    types = [None if t is None else ([1 if is_sym(d) else int(d) for d in t[0]], t[1])
+             for t in ins]
+    try:
+        _evaluator(node_model(op_type, attrs, types, n_out, opset).SerializeToString())
+    except Exception as e:  # noqa: BLE001 - onnx raises its own types
+        raise ValueError(f"onnx's reference implementation cannot evaluate {op_type} "
+                         f"({type(e).__name__}: {str(e).strip().splitlines()[0][:120]})") from None
+
+
 def evaluate(op_type: str, attrs: dict[str, Any], xs: list, n_out: int,
              opset: int) -> list[np.ndarray]:
     """Run the op with onnx's reference implementation on concrete inputs (None = omitted)."""

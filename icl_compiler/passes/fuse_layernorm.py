@@ -33,7 +33,12 @@ def _last_axis(g: Graph, n) -> bool:
     return ax in (-1, g.values[n.inputs[0]].rank - 1)
 
 
-ONNX_LN = Pattern(op("LayerNormalization", X, name="ln", where=_last_axis, variadic=True))
+def _plain(g: Graph, n) -> bool:
+    """Over the last axis, and no statistics output (Mean, InvStdDev) is used."""
+    return _last_axis(g, n) and len(n.outputs) == 1
+
+
+ONNX_LN = Pattern(op("LayerNormalization", X, name="ln", where=_plain, variadic=True))
 
 
 def run(g: Graph, ctx=None) -> str:

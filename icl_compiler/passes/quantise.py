@@ -46,9 +46,11 @@ import math
 import numpy as np
 
 from ..errors import CompileError
+from ..ir.ops import ROW_NORMS
 from ..ir.neuro import Lowering, NeuroGraph, NeuronModel, QuantParams, SynapseGroup
 from ..options import ERROR_TARGET, positive_number, valid_weight_bits
-from ..semantics.fixed import DENSE_SUM_LIMIT, K_RANGE, MANTISSA_MAX, PAYLOAD_BITS, RES_SCALE
+from ..semantics.fixed import (DENSE_SUM_LIMIT, K_RANGE, MANTISSA_MAX, PAYLOAD_BITS,
+                               PAYLOAD_MAX, PAYLOAD_MIN, RES_SCALE)
 from ..semantics.interpreter import Interpreter
 from ..semantics.neurons import encodings
 from . import activation_fit
@@ -82,12 +84,68 @@ def quantise_matrix(M: np.ndarray) -> tuple[np.ndarray, int]:
     return m, e
 
 
+class _Probe(Interpreter):
+    """The interpreter with its calibration ``record`` on, noting the first value that is not a
+    number it can represent: NaN or ±inf in float mode; in fixed mode a population payload
+    outside the 24-bit range (only a NaN cast to an integer, e.g. inside a norm, makes one).
+    ``bad`` is (probe key, token, what) of the first, in evaluation order."""
+
+    def __init__(self, ng: NeuroGraph):
+        super().__init__(ng)
+        self.record = {}
+        self.bad: tuple[str, int, str] | None = None
+        self._t = 0
+
+    def step(self, x_t, t, state, stats):
+        self._t = t
+        return super().step(x_t, t, state, stats)
+
+    def _rec(self, key: str, arr: np.ndarray) -> None:
+        if self.bad is None and arr.size and not _representable(key, arr, self.fixed):
+            what = ("a value that is not a number" if self.fixed else
+                    "NaN" if np.isnan(arr).any() else "infinite values")
+            self.bad = (key, self._t, what)
+        super()._rec(key, arr)
+
+
+def _representable(key: str, arr: np.ndarray, fixed: bool) -> bool:
+    if not fixed:
+        return bool(np.all(np.isfinite(arr)))
+    if ":" in key:  # currents, scores, accumulators: wider than a payload by design
+        return True
+    return bool(np.all((arr >= PAYLOAD_MIN) & (arr <= PAYLOAD_MAX)))
+
+
 def calibrate(ng: NeuroGraph, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """Float run on the calibration data: (max |value| per probe, the float outputs)."""
-    emu = Interpreter(ng)
-    emu.record = {}
-    y, _ = emu.run(x)
+    """Float run on the calibration data: (max |value| per probe, the float outputs).
+    CompileError if the float program computes NaN or ±inf on it (fixed point would turn it
+    into finite numbers), naming the first population where it happened."""
+    emu = _Probe(ng)
+    with np.errstate(all="ignore"):
+        y, _ = emu.run(x)
+    _refuse_unrepresentable(emu, "float program")
+    if not np.all(np.isfinite(y)):  # no probe saw it (a new neuron kind): still refused
+        raise CompileError("the float program's output is NaN or infinite on the calibration "
+                           "data", hint=_NONFINITE_HINT)
     return emu.record, y
+
+
+_NONFINITE_HINT = ("check the model's arithmetic there (a norm's eps must be positive, no "
+                   "division by zero, no overflow) and that the calibration data is in range")
+
+
+def _refuse_unrepresentable(emu: _Probe, what: str) -> None:
+    if emu.bad is None:
+        return
+    key, t, found = emu.bad
+    name, _, part = key.partition(":")
+    pop = emu.ng.pop(name)
+    kind = pop.norm.kind if pop.norm is not None else str(pop.model)
+    probe = {"current": "input current", "score": "attention scores",
+             "acc": "V accumulation"}.get(part, "value")
+    raise CompileError(f"the {what} computes {found} on the calibration data, first in "
+                       f"population {name} ({kind}, its {probe}) at token {t}; fixed point "
+                       "would turn them into finite numbers", hint=_NONFINITE_HINT)
 
 
 def default_calibration(ng: NeuroGraph, n: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
@@ -139,10 +197,6 @@ def _quantise(ng: NeuroGraph, calibration: np.ndarray | None, *, strict: bool,
             h.scale = -h.scale
     calibration = np.asarray(calibration)
     rec, y_float = calibrate(fq, calibration)
-    for name, v in rec.items():
-        if not np.isfinite(v):
-            raise CompileError(f"calibration produced a non-finite value in {name}; check the "
-                               "weights and the calibration data")
     errors: dict[int, float] = {}
     for bits in ((8, 16) if weight_bits == "auto" else (weight_bits,)):
         # pass 1 with the default payload limits; pass 2 with each population's limit lowered
@@ -151,9 +205,20 @@ def _quantise(ng: NeuroGraph, calibration: np.ndarray | None, *, strict: bool,
         limits = _accumulator_limits(q)
         q, mats, head_params, acts = _assign(fq, rec, limits, bits, error_target)
         # 4. saturation and output error on the calibration data in fixed point
-        emu = Interpreter(q)
-        y_fixed, stats = emu.run(calibration)
+        emu = _Probe(q)
+        with np.errstate(invalid="ignore"):  # a NaN cast to int: refused just below
+            y_fixed, stats = emu.run(calibration)
+        _refuse_unrepresentable(emu, f"{bits}-bit fixed-point program")
         errors[bits] = relative_error(emu.dequantise(y_fixed), y_float)
+        if not math.isfinite(errors[bits]):
+            zero = not np.any(y_float)
+            raise CompileError(
+                f"the {bits}-bit fixed-point program's error on the calibration data is not "
+                f"finite (population {q.io.output_pop}, the output: "
+                + ("the float output is 0 everywhere while the fixed one is not)" if zero else
+                   f"{errors[bits]})"),
+                hint="calibrate on data for which the model's output is not identically zero"
+                if zero else _NONFINITE_HINT)
         if errors[bits] <= error_target:
             break
     if weight_bits == "auto":
@@ -274,7 +339,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
         acc_int = mx(h.out + ":acc") / (sv * sa)
         e_v = -max(0, _exp_for(acc_int, lim(h.out, ACT_MAX)))
         out = q.pop(h.out)
-        if h.normalise == "rowsum":
+        if h.normalise in ROW_NORMS:
             out.scale = mx(h.out) / lim(h.out, ACT_MAX)
         else:
             out.scale = sv * sa * 2.0**(-e_v)
@@ -363,6 +428,10 @@ def _accumulator_limits(q: NeuroGraph) -> dict[str, int]:
 def _check_calibration(ng: NeuroGraph, x: np.ndarray) -> None:
     io = ng.io
     x = np.asarray(x)
+    if x.dtype.kind not in "iuf":
+        raise CompileError(f"calibration data must be real numbers, got {x.dtype}"
+                           + (" (the imaginary part would be dropped)" if x.dtype.kind == "c"
+                              else ""))
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise CompileError("calibration data contains NaN or inf")
     if io.input_kind == "tokens":

@@ -74,7 +74,7 @@ def add_op(g: Graph, op: str, inputs: list[str], attrs: dict | None = None, *,
     removed: the value is re-declared with the computed type."""
     attrs = dict(attrs or {})
     ins = [g.values[i] if i else None for i in inputs]
-    (shape, dtype), = OPS[op].shape(ins, with_defaults(op, attrs))
+    shape, dtype = OPS[op].shape(ins, with_defaults(op, attrs))[0]  # a single-output node
     name = out or g.fresh(base or op.lower())
     g.values[name] = Value(name, tuple(shape), str(np.dtype(dtype)), None)
     g.add_node(op, inputs, [name], attrs, onnx_name=onnx_name)

@@ -261,6 +261,28 @@ def _contains_cwd(real: Path) -> bool:
     return cwd == real or real in cwd.parents
 
 
+def check_output_dir(target: str | os.PathLike, *, force: bool = False,
+                     is_previous: Callable[[Path], bool] | None = None) -> None:
+    """What :func:`write_output_dir` would refuse, checked up front without writing anything
+    (the CLI calls it before compiling, so a foreign ``-o`` is not found out minutes later):
+    a path that cannot be a directory, or a non-empty directory without a previous program and
+    without ``force``.  Write errors can still come at the write itself."""
+    user = Path(target)
+    real = _resolve(user)
+    try:
+        if real.is_dir():
+            pat = re.compile(_LEFT.format(name=re.escape(real.name)))
+            entries = [e for e in os.listdir(real) if not pat.match(e)]
+            if entries and not force and not (is_previous is not None and is_previous(real)):
+                raise OutputError(user, _FOREIGN)
+    except OSError as e:
+        raise OutputError(user, _reason(e, user)) from None
+
+
+_FOREIGN = ("the directory is not empty and holds no previous program; choose another directory "
+            "or pass --force")
+
+
 def write_output_dir(target: str | os.PathLike, files: Mapping[str, Writer], *,
                      force: bool = False, is_previous: Callable[[Path], bool] | None = None,
                      owned: Iterable[str] = ()) -> Written:
@@ -281,8 +303,7 @@ def write_output_dir(target: str | os.PathLike, files: Mapping[str, Writer], *,
             entries = sorted(e for e in os.listdir(real) if not pat.match(e))
             previous = bool(entries) and is_previous is not None and bool(is_previous(real))
             if entries and not previous and not force:
-                raise OutputError(user, "the directory is not empty and holds no previous "
-                                        "program; choose another directory or pass --force")
+                raise OutputError(user, _FOREIGN)
         else:  # parent folders along the path as given (not through a dangling link)
             p = user.absolute().parent
             while not os.path.lexists(p) and p != p.parent:

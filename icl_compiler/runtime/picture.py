@@ -1,9 +1,26 @@
 """``partition.svg``: the partition pass's ``resources`` section as a picture (cores as a grid
-per chip, coloured by layer, with a legend and a tooltip per core)."""
+per chip, coloured by layer, with a legend and a tooltip per core).
+
+The picture's size is checked before it is drawn: a chip shows all its cores when it has at most
+``DRAW_ALL_CORES`` (a Loihi 2 chip has 128), else only as many rows as its fullest chip uses
+(the rest is counted in the chip's label); and at most ``MAX_CELLS`` cores are drawn in all (the
+1,152 chips × 128 cores of Hala Point, the largest system in ``targets/loihi2.py``), beyond which
+:class:`PictureTooLarge` says so instead of allocating (``--cores-per-chip 10000000`` spent 15 s
+and 2.6 GB drawing empty cores)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+from ..targets.loihi2 import NEURO_CORES_PER_CHIP, SYSTEMS
+
+DRAW_ALL_CORES = 1024  # a chip with more cores shows only the rows its cores use
+MAX_CELLS = max(s["chips"] for s in SYSTEMS.values()) * NEURO_CORES_PER_CHIP
+COLUMNS = 16
+
+
+class PictureTooLarge(ValueError):
+    """The picture would draw more than ``MAX_CELLS`` cores."""
 
 
 def _layer_key(layer) -> float:
@@ -23,13 +40,26 @@ def _esc(s: str) -> str:
 
 
 def write_partition_picture(res: dict, path) -> None:
-    """Write ``partition.svg``: cores as a grid per chip, coloured by layer, with a legend."""
+    """Write ``partition.svg`` (see :func:`partition_picture`)."""
+    Path(path).write_text(partition_picture(res))
+
+
+def partition_picture(res: dict) -> str:
+    """``partition.svg``'s text: cores as a grid per chip, coloured by layer, with a legend."""
     t = res["target"]
     rows = res["per_core"]
-    cpc = t["cores_per_chip"]
-    n_chips = max(res["chips_used"], 1)
-    cols_c = 16 if cpc >= 16 else cpc
-    rows_c = -(-cpc // cols_c)
+    cpc = int(t["cores_per_chip"])
+    n_chips = max(int(res["chips_used"]), 1)
+    per_chip: dict[int, int] = {}
+    for r in rows:
+        per_chip[r["chip"]] = per_chip.get(r["chip"], 0) + 1
+    shown = cpc if cpc <= DRAW_ALL_CORES else min(cpc, -(-max(per_chip.values(), default=1)
+                                                       // COLUMNS) * COLUMNS)
+    if n_chips * shown > MAX_CELLS:
+        raise PictureTooLarge(f"the partition picture would draw {n_chips} chips × {shown} cores "
+                              f"= {n_chips * shown} cores, more than its limit of {MAX_CELLS}")
+    cols_c = COLUMNS if shown >= COLUMNS else shown
+    rows_c = -(-shown // cols_c)
     cell, gap, pad = 11, 1, 8
     chip_w = cols_c * (cell + gap) + 2 * pad
     chip_h = rows_c * (cell + gap) + 2 * pad + 12
@@ -59,9 +89,10 @@ def write_partition_picture(res: dict, path) -> None:
         y = y0 + gy * (chip_h + 10)
         out.append(f'<rect x="{x}" y="{y}" width="{chip_w}" height="{chip_h}" fill="#f4f4f4" '
                    f'stroke="#222" stroke-width="2" rx="4"/>')
-        out.append(f'<text x="{x + pad}" y="{y + 11}" font-size="10">chip {c}</text>')
+        hidden = f" (+{cpc - shown} unused cores not drawn)" if shown < cpc else ""
+        out.append(f'<text x="{x + pad}" y="{y + 11}" font-size="10">chip {c}{hidden}</text>')
         cores = by_chip.get(c, {})
-        for slot in range(cpc):
+        for slot in range(shown):
             cx = x + pad + (slot % cols_c) * (cell + gap)
             cy = y + pad + 12 + (slot // cols_c) * (cell + gap)
             r = cores.get(slot)
@@ -94,4 +125,4 @@ def write_partition_picture(res: dict, path) -> None:
                f'for its contents. Embedded ops/token: {res["embedded_ops_per_token"]}, host ops/token: '
                f'{res["host_ops_per_token"]}</text>')
     out.append("</svg>")
-    Path(path).write_text("\n".join(out))
+    return "\n".join(out)

@@ -202,6 +202,27 @@ def _read_member(z: zipfile.ZipFile, path: Path, key: str, spec: ArraySpec) -> n
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
+def read_json_file(directory: str | os.PathLike, name: str = "program.json", *,
+                   max_bytes: int = MAX_PROGRAM_JSON) -> dict:
+    """Only the JSON object of ``directory/name``, with the same checks (a regular file, at
+    most ``max_bytes``); e.g. to tell whether a directory holds a previous program."""
+    d = Path(directory)
+    try:
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ProgramFileError(d, e.strerror or str(e)) from None
+    try:
+        real_dir = os.path.realpath(f"/proc/self/fd/{dfd}") if os.path.isdir("/proc/self/fd") \
+            else os.path.realpath(d)
+        fd, size = _open_regular(dfd, real_dir, d, name)
+        try:
+            return _read_json(fd, size, d / name, max_bytes)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+
+
 def load_program_files(directory: str | os.PathLike, specs: Specs, *,
                        max_json_bytes: int = MAX_PROGRAM_JSON,
                        max_array_bytes: int = MAX_ARRAY_BYTES,

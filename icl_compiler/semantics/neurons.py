@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ir.neuro import (Encoding, HeadSpec, LearningRule, Lowering, NeuronModel, Population,
                         QuantParams, SynapseGroup)
-from ..ir.ops import ACTIVATIONS, F_FUNCS
+from ..ir.ops import ACTIVATIONS, F_FUNCS, ROW_NORMS, row_denominator
 from . import fixed as fx
 from .fixed import PAYLOAD_MAX, PAYLOAD_MIN
 
@@ -243,16 +243,16 @@ def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
 def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed: bool):
     """The head output from the V synapses and the slot outputs ``a``: value neurons (V·a,
     shifted by e_v, 16-bit V combined) or the row-sum divide.  Returns (output, saturated)."""
-    rowsum = h.normalise == "rowsum"
+    rowsum = h.normalise in ROW_NORMS
     if not fixed:
         acc = np.einsum("bvt,bt->bv", V, a)
-        return (divide(acc, a, False, h.eps)[0] if rowsum else acc), 0
+        return (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
     q = out.q
     # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then the value
     # neuron combines the high and low rows of 16-bit V
     acc = fx.value_combine(fx.v_read(V, a, 0 if rowsum else q.e_v), residual(h))
     if rowsum:
-        return divide(acc, a, True, h.eps, q.s_v, q.s_a, out.scale)
+        return divide(acc, a, True, h.eps, q.s_v, q.s_a, out.scale, h.normalise)
     return saturate(acc)
 
 
@@ -263,20 +263,23 @@ def fast_weight(h: HeadSpec, W: np.ndarray, k: np.ndarray, v: np.ndarray, q: np.
 
 
 def divide(acc: np.ndarray, a: np.ndarray, fixed: bool, eps: float, s_v: float | None = None,
-           s_a: float | None = None, scale: float = 1.0) -> tuple[np.ndarray, int]:
+           s_a: float | None = None, scale: float = 1.0,
+           norm: str = "rowsum") -> tuple[np.ndarray, int]:
     """Row-sum normalisation on an embedded core (the ``divide`` population).
 
     ``acc`` = the V synapses' accumulator V·a (combined for 16-bit V), ``a`` = the slot outputs
-    of the same token.  Float: ``acc / (Σa + eps)``.  Fixed: the real quotient
-    (V·a)·s_v·s_a / (Σa·s_a + eps), rounded to the output population's scale and saturated.
+    of the same token.  Float: ``acc / den(Σa)``.  Fixed: the real quotient
+    (V·a)·s_v·s_a / den(Σa·s_a), rounded to the output population's scale and saturated;
+    den(x) = x + eps (``norm="rowsum"``) or max(x, eps) (``"rowsum_max"``).
     """
     if not fixed:
-        return acc / (a.sum(-1, keepdims=True) + eps), 0
-    return saturate(rowsum_divide(fx.wrap32(acc), a, s_v, s_a, eps, scale))
+        return acc / row_denominator(norm, a.sum(-1, keepdims=True), eps), 0
+    return saturate(rowsum_divide(fx.wrap32(acc), a, s_v, s_a, eps, scale, norm))
 
 
-def rowsum_divide(acc, a, s_v: float, s_a: float, eps: float, scale: float) -> np.ndarray:
-    """Fixed-mode attention normalisation: the real quotient (V·a)·s_v·s_a / (Σa·s_a + eps),
-    rounded to the output population's scale (unclipped)."""
-    real = acc * (s_v * s_a) / (a.sum(-1, keepdims=True) * s_a + eps)
+def rowsum_divide(acc, a, s_v: float, s_a: float, eps: float, scale: float,
+                  norm: str = "rowsum") -> np.ndarray:
+    """Fixed-mode attention normalisation: the real quotient (V·a)·s_v·s_a / den(Σa·s_a),
+    den(x) = x + eps or max(x, eps), rounded to the output population's scale (unclipped)."""
+    real = acc * (s_v * s_a) / row_denominator(norm, a.sum(-1, keepdims=True) * s_a, eps)
     return np.round(real / scale).astype(np.int64)

@@ -121,6 +121,23 @@ def test_activation_and_product_neurons_float_match_onnxruntime():
     assert np.max(np.abs(y - ref)) <= 1e-4 * np.max(np.abs(ref))
 
 
+def test_clamped_row_sum_divide_bit_exact():
+    """A third-party export whose attention divides by its row sum clamped from below
+    (transformers OPT, ``w / w.sum(-1).clamp(min=1e-4)``): the embedded divide of Lava ==
+    the emulator's, and both follow max(Σ, eps), not Σ + eps."""
+    from pathlib import Path
+    corpus = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
+    path = corpus / "opt_relu_rownorm_clamp__dynamo18_dynamic.onnx"
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 64, size=(B, T)).astype(np.int64)
+    prog = icl.compile(path, precision="fixed", calibration=x, max_context=8)
+    assert {h.normalise for h in prog.ng.heads} == {"rowsum_max"}
+    y = prog.run(x, backend="lava", return_payload=True)
+    want = prog.run(x, backend="numpy", return_payload=True)
+    assert np.count_nonzero(want) > want.size // 2
+    np.testing.assert_array_equal(y, want)
+
+
 def test_steps_per_token_are_the_schedule():
     """The output population fires exactly every steps_per_token steps, once per token."""
     name = "tok_relu_fillneg_2l2h_ln_pos"

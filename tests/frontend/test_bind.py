@@ -54,3 +54,30 @@ def test_parse_bind(tmp_path):
     assert out["attention_mask"] == "ones" and out["mask2"].shape == (1, 4)
     with pytest.raises(OptionError, match="NAME="):
         parse_bind(["oops"])
+
+
+def test_the_io_contract_is_checked_before_the_import():
+    """An input without a binding is the first problem, whatever else the graph has."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import icl_compiler as icl
+
+    then = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT,
+                                                            ["b", "s", 4])])
+    nodes = [helper.make_node("ReduceMin", ["flags"], ["r"], keepdims=0),
+             helper.make_node("Cast", ["r"], ["cond"], to=TensorProto.BOOL),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=then)]
+    g = helper.make_graph(nodes, "m", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", 4]),
+        helper.make_tensor_value_info("flags", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    with pytest.raises(CompileError, match="'flags' is not the data input"):
+        icl.compile(m)
+    with pytest.raises(CompileError, match="subgraphs"):  # bound: the next problem shows
+        icl.compile(m, bind={"flags": "ones"})
+    with pytest.raises(CompileError, match="--outputs names 'logits'"):
+        icl.compile(m, bind={"flags": "ones"}, outputs=["logits"])
+    onnx.checker.check_model(m)

@@ -83,7 +83,8 @@ CASES = [
     ("ReduceMean", [f32(B, T, 4)], {"axes": [1, 2], "keepdims": 0}, [f32(B)]),
     ("ReduceMax", [f32(B, T, 4)], {"keepdims": 0}, [f32()]),
     ("Softmax", [f32(B, T, T)], {"axis": -1}, [f32(B, T, T)]),
-    ("LayerNormalization", [f32(B, T, 4), f32(4), f32(4)], {"axis": -1}, [f32(B, T, 4)]),
+    ("LayerNormalization", [f32(B, T, 4), f32(4), f32(4)], {"axis": -1},
+     [f32(B, T, 4), f32(B, T, 1), f32(B, T, 1)]),  # Y, and the optional Mean and InvStdDev
     ("LayerNorm", [f32(B, T, 4), f32(4), f32(4)], {}, [f32(B, T, 4)]),
     ("RMSNorm", [f32(B, T, 4), f32(4)], {}, [f32(B, T, 4)]),
     ("L2Norm", [f32(B, T, 4), f32(4)], {}, [f32(B, T, 4)]),

@@ -71,7 +71,12 @@ def _core(b, qh, kh, vh, *, mask, f, scale, norm, einsum, softmax=False, extra=N
     a = _post_mask(b, a, mask)
     rowsum = None
     if norm != "none":
-        rowsum = b.op("Add", b.op("ReduceSum", a, axes=[-1], keepdims=1), b.const(1e-3))
+        rowsum = b.op("ReduceSum", a, axes=[-1], keepdims=1)
+        # Σ + eps, or the row sum clamped from below (torch's .clamp(min=eps): Max here, Clip in
+        # the corpus' exports)
+        rowsum = (b.op("Max", rowsum, b.const(1e-3)) if norm.endswith("_max") else
+                  b.op("Add", rowsum, b.const(1e-3)))
+        norm = norm.split("_")[0]
     if norm == "pre":
         a = b.op("Div", a, rowsum)
     if einsum:
@@ -144,13 +149,30 @@ def test_score_functions_and_scales(f, scale):
     _check(g, h, heads=2, f=f)
 
 
-@pytest.mark.parametrize("norm", ["pre", "post"])
+@pytest.mark.parametrize("norm", ["pre", "post", "pre_max", "post_max"])
 @pytest.mark.parametrize("layout", ["batched", "per_head"])
 def test_row_sum_normalisation(norm, layout):
+    """÷ (Σ + eps) is "rowsum"; ÷ max(Σ, eps) (a clamped row sum) is "rowsum_max": told apart
+    by the numbers at row sums far below eps."""
     g = build(layout, norm=norm)
     h, _ = apply("attention", g, CTX)
-    _check(g, h, heads=2, norm="rowsum")
+    _check(g, h, heads=2, norm="rowsum" if "_" not in norm else "rowsum_max")
     assert _pa(h).attrs["eps"] == pytest.approx(1e-3)
+
+
+def test_t_max_from_a_positional_table_read_at_an_offset():
+    """OPT looks its learned positions up at arange(T) + 2: a 16-row table holds 14 positions."""
+    b = Builder(seed=3)
+    x = b.input("x", (B, T, 6))
+    r = b.op("Range", start=0, limit=T, delta=1, dtype="int64")
+    x = b.op("Add", x, b.op("Gather", b.rand(16, 6), b.op("Add", r, b.const(2, dtype="int64")),
+                            axis=0))
+    q, k, v = (b.op("SplitHeads", b.linear(x, 6, 6), heads=2) for _ in range(3))
+    y = _core(b, q, k, v, mask="tril_mul", f="relu", scale="scores_mul", norm="none",
+              einsum=False)
+    g = b.output(b.op("MergeHeads", y))
+    h, _ = apply("attention", g, PassContext())
+    assert _pa(h).attrs["T_max"] == 14
 
 
 @pytest.mark.parametrize("layout", ["batched", "single"])

@@ -204,3 +204,16 @@ def test_several_outputs_share_the_output_population_and_one_input_only():
     b = Builder()
     x, y = b.input("x", (B, T, 4)), b.input("y", (B, T, 4))
     _raises(b.output(b.op("Add", x, y)), "exactly one input")
+
+
+def test_heads_that_cannot_fit_are_refused_before_their_slots_are_allocated():
+    """T_max = 300 000 on one chip: the lowering's check (partition.cost.check_heads_fit) names the
+    attention node and the cores it would need, instead of allocating the slots first."""
+    import icl_compiler as icl
+    from tests.helpers import fixture
+
+    path, _, _ = fixture("tok_identity_trilmul_1l1h")
+    with pytest.raises(CompileError, match=r"T_max = 300000 slots .* need at least \d+ neuro "
+                                           r"cores .* loihi2/oheo-gulch has 1 chip\(s\) × 128 = 128"):
+        icl.compile(path, max_context=300_000)
+    icl.compile(path, max_context=300_000, target={"system": "kapoho-point"})  # 8 chips: fits

@@ -15,6 +15,7 @@ from icl_compiler.ir.neuro import verify_neuro
 from icl_compiler.passes import partition as P
 from icl_compiler.passes.lower import lower
 from icl_compiler.passes.partition import partition
+from icl_compiler.passes.partition.cost import check_heads_fit, head_min_cores
 from icl_compiler.runtime.picture import write_partition_picture
 from icl_compiler.runtime.report import format_resources
 from icl_compiler.targets.loihi2 import get_target
@@ -174,6 +175,60 @@ def test_model_that_does_not_fit_names_largest_consumer():
     top = P._consumers(P._plan(ng, t), t)[0]
     assert top["population"] == "x0" and top["largest_input"].startswith("s1:tokens->x0")
     assert "population x0 (" in msg and "fed by s1:tokens->x0 (30 pre neurons)" in msg
+
+
+# -- resource checks before allocation (issue 16, item 6) ---------------------------------------------
+
+@pytest.mark.parametrize("kw, target", [
+    (dict(heads=2, dk=4, dv=4, t_max=10), {}),
+    (dict(heads=1, dk=16, dv=16, t_max=4096), {}),  # split along the slots
+    (dict(heads=2, dk=4, dv=6, t_max=40, norm="rowsum"), {**TINY, "chips": 64}),
+    (dict(heads=1, dk=8, dv=8, t_max=200), {**TINY, "fan_in_per_core": 64, "chips": 64}),
+])
+def test_head_min_cores_is_a_lower_bound_of_the_partition(kw, target):
+    ng = lower(attention_graph(np.random.default_rng(0), **kw))
+    t = get_target(**target)
+    partition(ng, t)
+    for h in ng.heads:
+        used = set(ng.pop(h.slots).attrs["cores"]) | set(ng.pop(h.out).attrs.get("cores", []))
+        bound = head_min_cores(h.t_max, ng.pop(h.k).size, ng.pop(h.v).size, t)
+        assert 1 <= bound <= len(used), (h.name, bound, sorted(used))
+
+
+def test_check_heads_fit_refuses_before_allocating():
+    """Item 6: --max-context 1000000000 failed with "Unable to allocate 119 GiB" in the lowering;
+    the check the lowering is to make costs integer arithmetic only."""
+    import time
+    import tracemalloc
+
+    hala = get_target("hala-point")
+    tracemalloc.start()
+    t0 = time.monotonic()
+    with pytest.raises(CompileError, match=r"1 attention head\(s\) with T_max = 1000000000 slots "
+                                           r"\(d_k = 8, d_v = 8\) need at least \d+ neuro cores .* "
+                                           r"loihi2/hala-point has 1152 chip\(s\) × 128 = 147456"):
+        check_heads_fit(hala, 10**9, 8, 8, node="/attn/MatMul")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20 and time.monotonic() - t0 < 0.5
+    check_heads_fit(get_target(), 16, 8, 8, heads=2)  # what fits passes
+    with pytest.raises(CompileError, match="need at least"):
+        check_heads_fit(get_target(), 300_000, 8, 8, heads=2)  # 1 chip: > 128 cores of K/V
+
+
+def test_a_picture_of_huge_chips_draws_only_the_used_rows():
+    """Item 6: --cores-per-chip 10000000 spent 15 s and 2.6 GB drawing empty cores."""
+    from icl_compiler.runtime.picture import MAX_CELLS, PictureTooLarge, partition_picture
+
+    ng = lower(small_gpt())
+    res = partition(ng, {"cores_per_chip": 10**7})  # partition() itself takes any target
+    svg = partition_picture(res)
+    assert len(svg) < 50_000 and "unused cores not drawn" in svg
+    root = ET.fromstring(svg)
+    assert len([r for r in root.iter() if r.tag.endswith("title")]) == res["cores_used"]
+    many = dict(res, chips_used=MAX_CELLS // 128 + 1, target=dict(res["target"], cores_per_chip=128))
+    with pytest.raises(PictureTooLarge, match=rf"more than its limit of {MAX_CELLS}"):
+        partition_picture(many)
 
 
 def _fill(x, t) -> float:

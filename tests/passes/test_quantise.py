@@ -125,3 +125,100 @@ def test_cli_nonfinite_calibration_exits_3(tmp_path, capsys):
     line = one_line(err)
     assert code == 3 and "calibration data contains NaN or inf" in line
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+# -- non-finite float results are never quantised into finite output (issue 16, item 8) ---------
+
+RMS = "feat_relu_where_1l2h_rms"
+RMS_EPS = "/blocks.0/n1/Constant_1_output_0"  # the eps that RMSNorm adds to mean(x²)
+
+
+def rmsnorm_with_eps(eps: float):
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(fixture(RMS)[0]))
+    node = next(n for n in m.graph.node if n.output[0] == RMS_EPS)
+    node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array(eps, np.float32)))
+    return m
+
+
+def test_nan_of_the_models_own_arithmetic_fails_fixed_mode_naming_the_population(tmp_path,
+                                                                                  capsys):
+    """Item 8: an RMSNorm with a negative eps gives NaN in float; fixed mode printed finite
+    numbers ("error inf%", 1840 saturations) and wrote the program."""
+    m = rmsnorm_with_eps(-1.0)
+    x = fixture(RMS)[1]
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(icl.compile(m, max_context=16).run(x)).all()  # float: NaN, like ORT
+    with pytest.raises(CompileError, match=r"the float program computes NaN on the calibration "
+                                           r"data, first in population /blocks\.0/n1/\S+ "
+                                           r"\(rmsnorm, its value\) at token 0") as ei:
+        icl.compile(m, precision="fixed", calibration=x, max_context=16)
+    assert "eps must be positive" in str(ei.value)
+    import onnx
+
+    onnx.save(m, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = run_cli(capsys, tmp_path / "m.onnx", "-o", tmp_path / "out", "--precision",
+                           "fixed", "--calibrate", tmp_path / "x.npy")
+    line = one_line(err)
+    assert code == 3 and "computes NaN" in line and "rmsnorm" in line
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+    # the default calibration (random features) finds it too
+    with pytest.raises(CompileError, match="computes NaN"):
+        icl.compile(m, precision="fixed", max_context=16)
+
+
+def test_a_positive_eps_still_compiles():
+    x = fixture(RMS)[1]
+    prog = icl.compile(rmsnorm_with_eps(1e-5), precision="fixed", calibration=x, max_context=16)
+    assert np.isfinite(prog.report["quantisation"]["calibration_error"]["8"])
+
+
+def test_infinite_values_name_the_first_population_in_evaluation_order():
+    ng = _graph()
+    h = ng.heads[0]
+    ng.pop(h.v).bias = np.full(ng.pop(h.v).size, np.inf)  # the IR allows it; the model's math
+    with pytest.raises(CompileError, match=rf"computes infinite values .* population {h.v} "
+                                           r"\(graded, its input current\) at token 0"):
+        quantise(ng, _calib())
+
+
+def test_nan_inside_the_fixed_point_program_is_refused(monkeypatch):
+    """Fixed mode computes norms in float on the embedded core: a NaN there would be cast to an
+    integer payload.  The fixed run on the calibration data refuses it like the float run."""
+    from icl_compiler.passes import quantise as qmod
+
+    path, x, _ = fixture(RMS)
+    ng = icl.compile(path, max_context=16).ng
+    assign = qmod._assign
+
+    def broken(fq, rec, limits, bits):
+        q, mats, heads = assign(fq, rec, limits, bits)
+        for p in q.populations():
+            if p.norm is not None:
+                p.norm.eps = -1e30  # only in the fixed graph: the float run is finite
+        return q, mats, heads
+
+    monkeypatch.setattr(qmod, "_assign", broken)
+    with pytest.raises(CompileError, match=r"the 8-bit fixed-point program computes a value that "
+                                           r"is not a number .* population /blocks\.0/n1/\S+ "
+                                           r"\(rmsnorm"):
+        quantise(ng, x, weight_bits=8)
+
+
+def test_a_non_finite_fixed_error_is_refused(monkeypatch):
+    from icl_compiler.passes import quantise as qmod
+
+    monkeypatch.setattr(qmod, "relative_error", lambda y, ref: float("inf"))
+    with pytest.raises(CompileError, match=r"8-bit fixed-point program's error on the "
+                                           r"calibration data is not finite"):
+        quantise(_graph(), _calib(), weight_bits=8)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, object, bool])
+def test_calibration_data_must_be_real_numbers(dtype):
+    x = _calib().astype(dtype)
+    with pytest.raises(CompileError, match="calibration data must be real numbers"):
+        quantise(_graph(), x)

@@ -13,6 +13,7 @@ from tests.helpers import attention_graph
 @pytest.mark.parametrize("f,norm,lowering", [("relu", "none", "kv_slot"),
                                               ("identity", "none", "kv_slot"),
                                               ("relu2", "rowsum", "kv_slot"),
+                                              ("relu", "rowsum_max", "kv_slot"),
                                               ("identity", "none", "fast_weight")])
 def test_emulator_matches_interpreter(f, norm, lowering):
     rng = np.random.default_rng(1)

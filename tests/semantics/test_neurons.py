@@ -56,6 +56,17 @@ def test_divide_float_and_fixed():
     assert out.tolist() == [[MAX]] and sat == 1
 
 
+def test_divide_by_a_clamped_row_sum():
+    """rowsum_max: ÷ max(Σa, eps) (float) and max(Σa·s_a, eps) (fixed); Σ + eps would differ."""
+    acc, a = np.array([[6.0], [6.0]]), np.array([[1.0, 2.0], [0.0, 0.5]])
+    out, _ = neurons.divide(acc, a, False, eps=1.0, norm="rowsum_max")
+    assert out.ravel().tolist() == [2.0, 6.0]  # 6/max(3, 1), 6/max(0.5, 1)
+    # (V·a)·s_v·s_a = 5.0; Σa·s_a = 2 and 0.25: 5/max(2, 1) = 2.5, 5/max(0.25, 1) = 5.0
+    out, _ = neurons.divide(np.array([[40], [40]]), np.array([[4, 4], [0, 1]]), True, eps=1.0,
+                            s_v=0.5, s_a=0.25, scale=0.1, norm="rowsum_max")
+    assert out.ravel().tolist() == [25, 50]
+
+
 def test_sixteen_bit_value_read_combines_high_and_low_rows():
     h = HeadSpec(0, 0, "k", "q", "v", "slots", "out", "ks", "vs", "identity", 1.0, 2, kv_bits=16)
     out = Population("out", 1, NeuronModel.GRADED, q=QuantParams(e_v=0))

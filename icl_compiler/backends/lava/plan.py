@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ir.neuro import NeuroGraph, QuantParams
+from ...ir.ops import ROW_NORMS
 from ...semantics import fixed as fx
 from ...semantics.timing import STEPS_PER_TOKEN, sequence_steps, timing
 from .units import MAX_HEADS
@@ -223,7 +224,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
             slot_heads.append({"size": h.t_max, "f": h.f, "r": int(sq.r), "r2": int(sq.r2),
                                "scale": 1.0 if fixed else float(h.scale), "onehot": 1,
                                "anchor": A, "tokens": T, "seq_len": L, "clear": True})
-            rowsum = h.normalise == "rowsum"
+            rowsum = h.normalise in ROW_NORMS
             oq = ng.pop(h.out).q or QuantParams()
             v_exp = 0 if (rowsum or not fixed) else int(oq.e_v)
             vrows = fx.v_lanes(res) * dv  # 16-bit V: high rows, then low rows
@@ -237,7 +238,7 @@ def build_plan(ng: NeuroGraph, T: int, exp_in: str = "dense") -> Plan:
                 e0 = eb["out_size"]
                 du = unit(eb, h.out, "divide", ng.pop(h.out), A + 3, (e0, e0 + dv),
                           sizes={"acc": dv, "a": h.t_max},
-                          divide={"s_v": oq.s_v, "s_a": oq.s_a, "eps": h.eps,
+                          divide={"s_v": oq.s_v, "s_a": oq.s_a, "eps": h.eps, "norm": h.normalise,
                                   "scale": ng.pop(h.out).scale})
                 eb["out_size"] = e0 + dv
                 loc_out[h.out] = ("embedded", e0)

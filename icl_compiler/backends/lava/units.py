@@ -116,7 +116,8 @@ class Bank:
             p = unit["divide"]
             return neurons.divide(self.operand(unit, "acc", time_step),
                                   self.operand(unit, "a", time_step), self.fixed, p["eps"],
-                                  p["s_v"], p["s_a"], p["scale"])[0]
+                                  p["s_v"], p["s_a"], p["scale"],
+                                  p.get("norm", "rowsum"))[0]
         raise ValueError(f"unit {unit['name']}: unknown kind {kind!r}")
 
     def step(self, time_step: int, inputs) -> dict[str, np.ndarray]:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from . import elementwise, linalg, shape, reduce, attention, activation, generic  # noqa: F401, I001 - registers the ops, in this order
 from .activation import ACTIVATIONS
-from .attention import F_FUNCS, plastic_attention
+from .attention import F_FUNCS, ROW_NORMS, plastic_attention, row_denominator
 from .core import OPS, REQUIRED, OpDef, _eq, broadcast, get_op, prod, register, with_defaults
 from .reduce import layer_norm, rms_norm
 from .shape import reshape_target
 
 __all__ = ["OPS", "REQUIRED", "OpDef", "register", "get_op", "with_defaults", "broadcast", "prod",
-           "F_FUNCS", "ACTIVATIONS", "plastic_attention", "layer_norm", "rms_norm",
-           "reshape_target", "_eq"]
+           "F_FUNCS", "ROW_NORMS", "row_denominator", "ACTIVATIONS", "plastic_attention",
+           "layer_norm", "rms_norm", "reshape_target", "_eq"]

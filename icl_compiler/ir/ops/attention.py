@@ -15,11 +15,21 @@ F_FUNCS = {
 }
 
 
+ROW_NORMS = ("rowsum", "rowsum_max")  # divide by Σ_s f + eps, or by max(Σ_s f, eps)
+
+
+def row_denominator(normalisation: str, rs, eps):
+    """The divisor of a row-sum normalisation: ``Σ + eps`` or (``rowsum_max``, a clamp of the row
+    sum from below, as ``s / s.sum().clamp(min=eps)`` writes it) ``max(Σ, eps)``."""
+    return np.maximum(rs, eps) if normalisation == "rowsum_max" else rs + eps
+
+
 def plastic_attention(q, k, v, heads, d_k, d_v, f, scale, normalisation, eps):
     """Reference semantics of PlasticAttention on merged-head layout.
 
     q, k: [..., T, heads*d_k]; v: [..., T, heads*d_v] -> [..., T, heads*d_v] with, per head,
-    out_t = sum_{s<=t} f(scale * q_t.k_s) v_s, optionally divided by (sum_{s<=t} f(.) + eps).
+    out_t = sum_{s<=t} f(scale * q_t.k_s) v_s, optionally divided by sum_{s<=t} f(.) + eps (``rowsum``) or max(sum_{s<=t} f(.), eps)
+    (``rowsum_max``).
     """
     T = q.shape[-2]
     lead = q.shape[:-2]
@@ -29,8 +39,9 @@ def plastic_attention(q, k, v, heads, d_k, d_v, f, scale, normalisation, eps):
     s = (qh @ kh.swapaxes(-1, -2)) * np.asarray(scale, q.dtype)
     a = F_FUNCS[f](s) * np.tril(np.ones((T, T), q.dtype))
     out = a @ vh
-    if normalisation == "rowsum":
-        out = out / (a.sum(-1, keepdims=True) + np.asarray(eps, q.dtype))
+    if normalisation in ROW_NORMS:
+        out = out / row_denominator(normalisation, a.sum(-1, keepdims=True),
+                                    np.asarray(eps, q.dtype))
     return out.swapaxes(-2, -3).reshape(lead + (T, heads * d_v)).astype(q.dtype)
 
 

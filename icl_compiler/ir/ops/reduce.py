@@ -47,10 +47,31 @@ def layer_norm(x, gamma, beta, axis, eps):
     return y.astype(x.dtype)
 
 
-register("LayerNormalization", {"axis": -1, "epsilon": 1e-5, "stash_type": 1}, n_inputs=(1, 3))(
-    (lambda ins, a: [(ins[0].shape, ins[0].dtype)],
-     lambda xs, a: [layer_norm(xs[0], xs[1] if len(xs) > 1 else None,
-                               xs[2] if len(xs) > 2 else None, a["axis"], a["epsilon"])]))
+def _ln_shape(ins, a):
+    """Y, and the optional Mean and InvStdDev (the normalised axes kept with size 1; float32
+    unless stash_type is 0)."""
+    x = ins[0]
+    ax = _axis(a["axis"], x.rank)
+    stat = tuple(d if i < ax else 1 for i, d in enumerate(x.shape))
+    u = x.dtype if a["stash_type"] == 0 else "float32"
+    return [(x.shape, x.dtype), (stat, u), (stat, u)]
+
+
+def _ln(xs, a):
+    x = xs[0]
+    axes = tuple(range(_axis(a["axis"], x.ndim), x.ndim))
+    u = x.dtype if a["stash_type"] == 0 else np.float32
+    xu = x.astype(u)
+    mu = xu.mean(axis=axes, keepdims=True)
+    inv = 1 / np.sqrt(((xu - mu) ** 2).mean(axis=axes, keepdims=True) + np.asarray(a["epsilon"],
+                                                                                    u))
+    y = layer_norm(x, xs[1] if len(xs) > 1 else None, xs[2] if len(xs) > 2 else None, a["axis"],
+                   a["epsilon"])
+    return [y, mu.astype(u), inv.astype(u)]
+
+
+register("LayerNormalization", {"axis": -1, "epsilon": 1e-5, "stash_type": 1}, n_inputs=(1, 3),
+         n_outputs=None)((_ln_shape, _ln))
 register("LayerNorm", {"epsilon": 1e-5}, n_inputs=(1, 3),
          doc="LayerNorm over the last axis: (x-mean)/sqrt(var+eps)*gamma+beta")(
     (_same, lambda xs, a: [layer_norm(xs[0], xs[1] if len(xs) > 1 else None,

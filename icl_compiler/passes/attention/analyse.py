@@ -13,8 +13,8 @@ from ..classify import PRODUCTS, Info, Kind
 from ..util import ancestors
 from .common import REL, SOFTMAX_HINT, SOFTMAX_REASON, UNSUPPORTED_F, Attn, B, S, T, _err
 from .operands import _operands, _peel
-from .region import (_correspondence, _env_for, _fit, _fit_norm, _fit_post, _norm_after,
-                     _positions, _region, _row_eps, _skeleton, _subgraph, _t_max)
+from .region import (PROBE_SCALES, _correspondence, _env_for, _fit, _fit_norm, _fit_post,
+                     _norm_after, _positions, _region, _row_norm, _skeleton, _subgraph, _t_max)
 
 def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     ia = 0 if info[p2.inputs[0]].kind == Kind.PAIR else 1
@@ -60,16 +60,20 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     sk = _skeleton(_subgraph(g, nodes, [s_val], outs, sides), info)
     rng = np.random.default_rng(0)
     fitted = None
+
+    def evaluate(S_in):  # the weights A (and the numerator before a normalisation) at scores S
+        res = interpret(sub, {s_val: S_in}, float_dtype="float64", keep=True)
+        return np.asarray(res[a_val]), None if numer is None else np.asarray(res[numer])
+
     for T_ in lengths:
         env = _env_for(s_lay, T_, batch=2 if L.has(s_lay, B) else 1)
         shape = resolve(tuple(g.values[s_val].shape), env)
         S_ = rng.normal(0, 2, shape)
         try:
-            res = interpret(sub, {s_val: S_}, float_dtype="float64", keep=True)
+            A, N = evaluate(S_)
         except Exception as e:  # noqa: BLE001 - a mask we cannot evaluate is not a causal mask
             raise _err(p1, f"cannot evaluate the attention mask at sequence length {T_} "
                            f"({type(e).__name__}: {e})") from None
-        A = np.asarray(res[a_val])
         if A.size != S_.size:
             raise _err(p1, f"the attention mask changes the scores' shape {S_.shape} to "
                            f"{A.shape}; the mask must broadcast over [..., T, T]")
@@ -86,20 +90,32 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                            "only holds the tokens seen so far",
                        "mask the scores with a lower-triangular (causal) mask")
         fit = None
+
+        def scaled():  # the same attention at smaller score magnitudes: (λ·S, A(λ·S), N(λ·S))
+            for lam in PROBE_SCALES:
+                try:
+                    yield (lam * S_,) + evaluate(lam * S_)
+                except Exception:  # noqa: BLE001 - evaluated once above: only a scale fails
+                    return
+
         if post is not None:
             r = _fit(A, Sa, tril)
             if r is not None:
-                fit = _fit_post(g, info, post, nodes, den_nodes, s_val, sides, r, S_, A, a_lay)
+                samples = [(S_, A)] + [(Sl, Al) for Sl, Al, _ in scaled()]
+                fit = _fit_post(g, info, post, nodes, den_nodes, s_val, sides, r, samples, a_lay)
         elif numer is not None:
-            N = np.asarray(res[numer])
             pn = _correspondence(sk, s_val, numer, env, p1) if N.size == S_.size else None
             r = None if pn is None or not np.array_equal(pn, perm) else _fit(
                 N.reshape(A.shape), Sa, tril)
-            eps = None if r is None else _row_eps(A, N.reshape(A.shape), s_axis)
-            fit = (r[0], r[1], "rowsum", eps) if eps is not None else None
+            if r is not None:
+                pairs = [(A, N.reshape(A.shape))] + [(Al, Nl.reshape(A.shape))
+                                                     for _, Al, Nl in scaled()]
+                form = _row_norm(pairs, s_axis)
+                fit = None if form is None else (r[0], r[1]) + form
             if fit is None:
-                r = _fit_norm(A, Sa, tril, s_axis)
-                fit = None if r is None else (r[0], r[1], "rowsum", r[2])
+                pairs = [(A, Sa)] + [(Al, Sl.ravel()[perm].reshape(A.shape))
+                                     for Sl, Al, _ in scaled()]
+                fit = _fit_norm(pairs, tril, s_axis)
         else:
             r = _fit(A, Sa, tril)
             fit = None if r is None else (r[0], r[1], "none", 0.0)

@@ -13,7 +13,7 @@ import numpy as np
 from ...ir import layout as L
 from ...ir.graph import Graph, Node
 from ...ir.interpreter import run as interpret
-from ...ir.ops import F_FUNCS, with_defaults
+from ...ir.ops import F_FUNCS, row_denominator, with_defaults
 from ...ir.symbolic import has_sym, is_sym, resolve
 from ..classify import ELEMENTWISE, PRODUCTS, Info, Kind
 from ..util import ancestors, const
@@ -148,27 +148,60 @@ def _fit(A: np.ndarray, S_: np.ndarray, tril: np.ndarray):
             return f, sign * (float(np.sqrt(c)) if f == "relu2" else c)
     return None
 
-def _row_eps(A: np.ndarray, base: np.ndarray, s_axis) -> float | None:
-    """eps with A = base / (Σ_s base + eps), or None."""
-    rs = base.sum(axis=s_axis, keepdims=True)
-    tol = REL * max(1.0, float(np.max(np.abs(A))))
-    nz = np.abs(A) > tol
-    if not np.any(nz):
-        return None
-    with np.errstate(all="ignore"):
-        est = np.broadcast_to(base / np.where(nz, A, 1.0) - rs, A.shape)[nz]
-        eps = float(np.median(est))
-        want = base / (rs + eps)
-    return eps if np.all(np.isfinite(want)) and _close(A, want) else None
+# the scores are also evaluated scaled down by these factors, so that row sums reach every
+# magnitude down to far below any eps a model adds to (or floors) its row sum
+PROBE_SCALES = tuple(10.0 ** -k for k in range(1, 14))
 
-def _fit_norm(A: np.ndarray, S_: np.ndarray, tril: np.ndarray, s_axis):
-    """(f, scale, eps) with A = g / (Σ_s g + eps), g = tril ⊙ f(scale·S): the scale is not
-    determined by A alone (Σ c·g = c·Σ g), so it is ±1 here."""
+
+def _denominator(D: np.ndarray, rs: np.ndarray):
+    """(normalisation, eps) with D = rs + eps ("rowsum") or D = max(rs, eps) ("rowsum_max"),
+    each point to a relative 1e-6, or None.  The points should span many magnitudes of rs
+    (:data:`PROBE_SCALES`) so that the two forms are told apart."""
+    D, rs = np.ravel(D), np.ravel(rs)
+    if D.size == 0 or not np.all(np.isfinite(D)):
+        return None
+    low = rs <= np.quantile(rs, 0.25)  # eps is best seen where the row sums are smallest
+    eps = float(np.median((D - rs)[low]))
+    if np.allclose(D, rs + eps, rtol=1e-6, atol=0):
+        return "rowsum", eps
+    above = D > rs + 1e-6 * np.abs(D)
+    if np.any(above):
+        floor = float(np.median(D[above]))
+        if floor > 0 and np.allclose(D, np.maximum(rs, floor), rtol=1e-6, atol=0):
+            return "rowsum_max", floor
+    return None
+
+
+def _row_norm(pairs, s_axis):
+    """(normalisation, eps) with A = base / den(Σ_s base) for every (A, base) pair (the same
+    attention at several score magnitudes), den = Σ + eps or max(Σ, eps); or None."""
+    Ds, rss = [], []
+    for A, base in pairs:
+        rs = np.broadcast_to(base.sum(axis=s_axis, keepdims=True), A.shape)
+        nz = np.abs(A) > REL * max(1.0, float(np.max(np.abs(A))))
+        with np.errstate(all="ignore"):
+            Ds.append((base[nz] / A[nz]))
+        rss.append(rs[nz])
+    form = _denominator(np.concatenate(Ds), np.concatenate(rss))
+    if form is None:
+        return None
+    for A, base in pairs:
+        rs = base.sum(axis=s_axis, keepdims=True)
+        with np.errstate(all="ignore"):
+            want = base / row_denominator(form[0], rs, form[1])
+        if not (np.all(np.isfinite(want)) and _close(A, want)):
+            return None
+    return form
+
+
+def _fit_norm(pairs, tril: np.ndarray, s_axis):
+    """(f, scale, normalisation, eps) with A = g / den(Σ_s g), g = tril ⊙ f(scale·S), for every
+    (A, S) pair: the scale is not determined by A alone (Σ c·g = c·Σ g), so it is ±1 here."""
     for f in ("identity", "relu", "relu2"):
         for sign in ((1.0,) if f == "identity" else (1.0, -1.0)):
-            eps = _row_eps(A, F_FUNCS[f](sign * S_) * tril, s_axis)
-            if eps is not None:
-                return f, sign, eps
+            form = _row_norm([(A, F_FUNCS[f](sign * S_) * tril) for A, S_ in pairs], s_axis)
+            if form is not None:
+                return f, sign, form[0], form[1]
     return None
 
 def _norm_after(g: Graph, info, z: str, a_val: str):
@@ -185,28 +218,29 @@ def _norm_after(g: Graph, info, z: str, a_val: str):
         return c, d
     return None
 
-def _fit_post(g, info, post, nodes, den_nodes, s_val, sides, fit, S_, A, a_lay):
-    """Check that the op after the read divides it by Σ_s A + eps; returns (f, scale, "rowsum",
-    eps)."""
+def _fit_post(g, info, post, nodes, den_nodes, s_val, sides, fit, samples, a_lay):
+    """Check that the op after the read divides it by Σ_s A + eps (or max(Σ_s A, eps)) for
+    every (S, A) sample; returns (f, scale, normalisation, eps)."""
     c, d = post
     sub = _subgraph(g, nodes + den_nodes, [s_val], [d], sides)
-    try:
-        D = np.asarray(interpret(sub, {s_val: S_}, float_dtype="float64")[d])
-    except Exception as e:  # noqa: BLE001
-        raise _err(c, f"cannot evaluate the attention normalisation ({e})") from None
     s_axis = tuple(i for i, ax in enumerate(a_lay) if S in {f.kind for f in ax})
-    rs = A.sum(axis=s_axis, keepdims=True).ravel()
-    Df = D.ravel()
-    if D.size != rs.size:
-        raise _err(c, "the normalisation after ·V is not a row sum of the attention weights")
-    if c.op == "Mul":
+    Ds, rss = [], []
+    for S_, A in samples:
+        try:
+            D = np.asarray(interpret(sub, {s_val: S_}, float_dtype="float64")[d])
+        except Exception as e:  # noqa: BLE001
+            raise _err(c, f"cannot evaluate the attention normalisation ({e})") from None
+        rs = A.sum(axis=s_axis, keepdims=True).ravel()
+        if D.size != rs.size:
+            raise _err(c, "the normalisation after ·V is not a row sum of the attention weights")
         with np.errstate(all="ignore"):
-            Df = 1.0 / Df
-    eps = float(np.median(Df - rs))
-    if not np.allclose(Df, rs + eps, rtol=1e-7, atol=1e-9 * max(1.0, float(np.max(np.abs(rs))))):
+            Ds.append(1.0 / D.ravel() if c.op == "Mul" else D.ravel())
+        rss.append(rs)
+    form = _denominator(np.concatenate(Ds), np.concatenate(rss))
+    if form is None:
         raise _err(c, "the normalisation after ·V is not a row sum of the attention weights "
-                      "plus a constant")
-    return fit[0], fit[1], "rowsum", eps
+                      "plus a constant (or clamped below by one)")
+    return fit[0], fit[1], form[0], form[1]
 
 def _buffer_size(g: Graph, sides) -> int | None:
     """The fewest positions a constant table behind these values holds: sliced to the length
@@ -236,6 +270,27 @@ def _position_tables(g: Graph, info) -> list[str]:
     return sorted(out)
 
 
+def _evaluable(g: Graph, values: list[str], env_at, cap: int) -> int:
+    """The most positions T ≤ cap at which every position-only value evaluates (a table looked
+    up at ``arange(T) + offset``, as OPT's learned positions are, holds fewer than its rows)."""
+    sub = _subgraph(g, [], [], list(values), values)
+
+    def works(T_: int) -> bool:
+        try:
+            interpret(sub, {}, float_dtype="float64", env=env_at(T_))
+            return True
+        except Exception:  # noqa: BLE001 - an index past the table's end
+            return False
+
+    if works(cap):
+        return cap
+    lo, hi = 0, cap - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if works(mid) else (lo, mid - 1)
+    return lo
+
+
 def _t_max(g: Graph, p1: Node, s_val: str, sides, ctx, info=None) -> tuple[int, list[int]]:
     """T_max (context capacity) and the sequence lengths at which the region is checked.
 
@@ -244,8 +299,10 @@ def _t_max(g: Graph, p1: Node, s_val: str, sides, ctx, info=None) -> tuple[int, 
     learned positions bound its context)."""
     seq = g.values[s_val].shape[-1]
     buf = _buffer_size(g, sides)
-    table = None if buf is not None or info is None else _buffer_size(
-        g, _position_tables(g, info))
+    tables = [] if buf is not None or info is None else _position_tables(g, info)
+    table = _buffer_size(g, tables) if tables else None
+    if table is not None and ctx.max_context is None and is_sym(seq):
+        table = _evaluable(g, tables, lambda T_: _env_for(info[s_val].layout, T_), table) or None
     if ctx.max_context is not None:
         t_max = int(ctx.max_context)
     elif not is_sym(seq):

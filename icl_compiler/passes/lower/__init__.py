@@ -42,9 +42,11 @@ from ...errors import CompileError
 from ...ir.graph import Graph
 from ...ir.neuro import NeuroGraph, NeuronModel
 from ...semantics.neurons import encodings
+from ...targets.loihi2 import as_target
 from ..attention import attention_report
 from ..base import Module, Pass, PassContext
 from ..classify import classify
+from ..partition.cost import check_heads_fit
 from .forms import Affine, _op
 from .lowerer import Lowerer
 
@@ -132,6 +134,13 @@ def _run(m: Module, ctx: PassContext) -> str:
         err.blockers = [err] + unmapped
         raise err
     ctx.report.setdefault("model", {})["ir_ops"] = m.tensor.op_counts()
+    # before the slot populations and K/V synapses are allocated: can the heads fit at all?
+    target = as_target(ctx.target)
+    for n in m.tensor.topo_nodes():
+        if n.op == "PlasticAttention" and n.attrs.get("lowering", "auto") != "fast_weight":
+            a = n.attrs
+            check_heads_fit(target, int(a["T_max"]), int(a["d_k"]), int(a["d_v"]),
+                            heads=int(a["heads"]), node=n.onnx_name or n.name)
     ng, token_ops = lower_with_notes(m.tensor, ctx.precision)
     m.neuro = ng
     ng.io.bound = {k: (v if isinstance(v, str) and v in ("ones", "zeros", "arange") else "file")

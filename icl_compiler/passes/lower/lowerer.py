@@ -296,6 +296,14 @@ class Lowerer(NeuronOps, ProductOps):
     def _affine(self, node: Node) -> None:
         """Every token output of a linear op: Σ_k M_k·form_k + C(t), found by probing."""
         toks = self._tokens(node)
+        fast = self._linear_fast(node, toks[0], self.info[node.inputs[toks[0]]].layout) \
+            if len(toks) == 1 else None
+        if fast is not None:  # a Linear/MatMul/Gemm with its weight: no probe needed
+            v = node.inputs[toks[0]]
+            form = self._combine(node, [(self.form_of(v), fast, v)], fast.shape[0])
+            self.forms[node.outputs[0]] = Affine(form.n, form.terms,
+                                                 _add(form.bias, self._fast_bias(node)))
+            return
         env = self.env()
         for j, o in enumerate(node.outputs):
             oi = self.info.get(o)
@@ -440,7 +448,20 @@ class Lowerer(NeuronOps, ProductOps):
             if a["transA"]:
                 return None
             W = (W.T if a["transB"] else W) * a["alpha"]
+        if op in ("Linear", "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
+            b = self.consts.get(node.inputs[2])
+            if b is None or b.size != W.shape[1]:
+                return None  # a bias that is not one number per output feature: probe
         return np.asarray(W, np.float64).T
+
+    def _fast_bias(self, node: Node) -> np.ndarray | None:
+        """The bias of a Linear/Gemm on the fast path (a constant over the output features)."""
+        if node.op not in ("Linear", "Gemm") or len(node.inputs) < 3 or not node.inputs[2]:
+            return None
+        b = np.asarray(self.consts[node.inputs[2]], np.float64).reshape(-1)
+        if node.op == "Gemm":
+            b = b * with_defaults("Gemm", node.attrs)["beta"]
+        return b
 
     def _combine(self, node: Node, parts, n: int) -> Affine:
         """Σ M_k·form_k: selections and scalings compose into the forms; a dense matrix on a

@@ -9,7 +9,7 @@ from ...ir import layout as L
 from ...ir.graph import Node
 from ...ir.neuro import (ActivationParams, Encoding, HeadSpec, Lowering, NeuronModel, NormParams,
                          OffcoreOp, Placement, Role)
-from ...ir.ops import with_defaults
+from ...ir.ops import ROW_NORMS, with_defaults
 from ...semantics.neurons import K_WRITE_RULE, V_WRITE_RULE
 from .forms import Affine, _short, _stack
 
@@ -208,7 +208,7 @@ class NeuronOps:
             T = int(a["T_max"])
             slots = self.new_pop(f"{tag}.slots", T, NeuronModel.SLOT, L_, attrs={"f": a["f"]})
             norm = a.get("normalisation", "none")
-            rowsum = norm == "rowsum"
+            rowsum = norm in ROW_NORMS
             out = self.new_pop(f"{tag}.out", dv,
                                NeuronModel.DIVIDE if rowsum else NeuronModel.GRADED, L_,
                                placement=Placement.EMBEDDED if rowsum else Placement.NEUROCORE)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import CompileError
 from ...ir.neuro import SynapseGroup
+from ...semantics.fixed import k_lanes, v_lanes
 from ...targets import loihi2 as L2
 
 _BLOCK = L2.SYNAPSES_PER_BLOCK
@@ -75,3 +77,38 @@ def _packing_cost(fills: list[float]) -> tuple:
     a core rarely shares it (count 1), smaller ones pack with others (count their fill); then
     the total demand, then the number of tiles."""
     return (round(sum(1.0 if f > 0.5 else f for f in fills), 9), round(sum(fills), 9), len(fills))
+
+
+def head_min_cores(t_max: int, d_k: int, d_v: int, target, kv_bits: int = 8) -> int:
+    """A lower bound on the neuro cores one ``kv_slot`` attention head takes, from this cost model
+    alone, in integer arithmetic (nothing is allocated, whatever ``t_max``): the head's demand
+    of each resource over a core's capacity — neurons (T_max slots, d_v value neurons), synapse
+    memory (K: 2·d_k sign-split axons onto the slots, V: T_max axons onto the value neurons,
+    9-bit plastic, with their learning state) and fan-in (2·d_k + T_max axons).  Tiles sharing
+    cores or splitting the head only add to these demands, so every plan of :mod:`.tiling`
+    needs at least this many cores (its k, q, v populations come on top)."""
+    ax_k = d_k * k_lanes(kv_bits == 16)
+    posts_v = d_v * v_lanes(kv_bits == 16)
+    w = target.plastic_weight_bits
+    bits = (dense_bits(ax_k, t_max, w) + learning_state_bits(ax_k, t_max)
+            + dense_bits(t_max, posts_v, w) + learning_state_bits(t_max, posts_v))
+    return max(1, -(-(t_max + posts_v) // target.neurons_per_core),
+               -(-bits // target.synapse_bits_per_core),
+               -(-(ax_k + t_max) // target.fan_in_per_core))
+
+
+def check_heads_fit(target, t_max: int, d_k: int, d_v: int, heads: int = 1, *,
+                    node: str | None = None) -> None:
+    """CompileError, before anything is allocated, when ``heads`` attention heads of this shape
+    cannot fit the target's neuro cores at all (:func:`head_min_cores`).  The lowering calls it
+    for each attention node before it builds the slot populations and K/V synapses (issue 16,
+    item 6: ``--max-context 1000000000`` failed with "Unable to allocate 119 GiB")."""
+    need = heads * head_min_cores(t_max, d_k, d_v, target)
+    if need > target.cores:
+        raise CompileError(
+            f"{heads} attention head(s) with T_max = {t_max} slots (d_k = {d_k}, d_v = {d_v}) "
+            f"need at least {need} neuro cores for their slot neurons and K/V synapses alone, "
+            f"but {target.name} has {target.chips} chip(s) × {target.cores_per_chip} = "
+            f"{target.cores} cores", node=node, op="attention",
+            hint="reduce the context (--max-context) or choose a larger system (--system, "
+                 "--chips)")

@@ -36,6 +36,7 @@ import networkx as nx
 
 from ...errors import CompileError
 from ...ir.neuro import NeuroGraph, Population
+from ...ir.ops import ROW_NORMS
 from ...semantics.fixed import k_lanes, v_lanes
 from ...targets.loihi2 import Target
 from .cost import _BLOCK, _packing_cost, _pre_span, dense_bits, learning_state_bits
@@ -234,7 +235,7 @@ class _Planner:
         by_syn = {i.syn: i for i in ins}
         full = [(i.syn, i.lo, i.hi) for i in ins if i.hi > i.lo]
         h = self.head_of_slots.get(p.name)
-        rowsum = h is not None and h.normalise == "rowsum"
+        rowsum = h is not None and h.normalise in ROW_NORMS
         kind = "slots" if h is not None else ("neurons" if cls == "neurocore" else "relay")
         w = self.max_width(full, by_syn, p.size, mult, rowsum)
         if w > 0:

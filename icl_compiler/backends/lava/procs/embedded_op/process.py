@@ -7,8 +7,8 @@ schedule step, delay lines for inputs of different depths, see ``procs/graded_ne
 * ``norm`` units compute exactly ``semantics.neurons.norm``: float64 statistics of the integrated
   current (scaled by ``q.in_scale`` in fixed point), affine, then rounding to the output payload
   scale and 24-bit saturation.
-* ``divide`` units (a head's output with ``normalise="rowsum"``) compute exactly
-  ``semantics.neurons.divide``: ``acc·s_v·s_a / (Σ a·s_a + eps)`` rounded to the output scale, with
+* ``divide`` units (a head's output with ``normalise="rowsum"`` or ``"rowsum_max"``) compute
+  exactly ``semantics.neurons.divide``: ``acc·s_v·s_a / (Σ a·s_a + eps)`` (or ``max(Σ a·s_a, eps)``) rounded to the output scale, with
   ``acc`` the head's raw V accumulator (from its ValueNeuron, same step) and ``a`` the slot
   outputs (from its SlotNeuron, one step earlier).  Float mode: ``acc / (Σ a + eps)``.
 """
