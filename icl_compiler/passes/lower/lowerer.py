@@ -291,7 +291,8 @@ class Lowerer(NeuronOps, ProductOps):
         attrs = resolve(with_defaults(node.op, node.attrs), env)
         if node.op == "Cast" and np.dtype(attrs["to"]).kind == "f":
             return np.asarray(xs[0], np.float64)  # the lowering computes in float64
-        return np.asarray(OPS[node.op].compute(xs, attrs)[j], np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):  # probes may divide by zero
+            return np.asarray(OPS[node.op].compute(xs, attrs)[j], np.float64)
 
     def _affine(self, node: Node) -> None:
         """Every token output of a linear op: Σ_k M_k·form_k + C(t), found by probing."""
