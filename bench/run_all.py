@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench.emulator", "bench.lava", "bench.gpt2_small"]
+BENCHES = ["bench.emulator", "bench.lava", "bench.gpt2_small", "bench.activations"]
 
 
 def main() -> int:

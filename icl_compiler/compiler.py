@@ -23,8 +23,8 @@ from .passes.manager import PIPELINE
 from .runtime.program import Program
 from .runtime.report import measure_ops
 
-REPORT_ORDER = ("model", "precision", "passes", "attention", "resources", "schedule", "offcore",
-                "ops", "quantisation")
+REPORT_ORDER = ("model", "precision", "passes", "attention", "activations", "token_ops",
+                "resources", "schedule", "offcore", "ops", "quantisation")
 
 
 def _load(m: Module, ctx: PassContext) -> str:

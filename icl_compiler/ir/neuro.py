@@ -35,11 +35,12 @@ import networkx as nx
 import numpy as np
 
 from ..errors import NeuroVerifyError
+from .ops.activation import ACTIVATIONS
 from ..targets.loihi2 import WEIGHT_MAX as _MANT_MAX
 from ..targets.loihi2 import WEIGHT_MIN as _MANT_MIN
 
 __all__ = ["NeuronModel", "Placement", "Role", "Lowering", "Encoding", "QuantParams",
-           "NormParams", "LearningRule", "Population", "SynapseGroup", "HeadSpec", "ProgramIO",
+           "NormParams", "ActivationParams", "LearningRule", "Population", "SynapseGroup", "HeadSpec", "ProgramIO",
            "OffcoreOp", "NeuroGraph", "NeuroVerifyError", "verify_neuro", "NEURON_MODELS",
            "OFFCORE_MODELS", "SLOT_FUNCS", "NORMALISATIONS"]
 
@@ -62,6 +63,8 @@ class NeuronModel(_StrEnum):
     GRADED = "graded"
     GRADED_RELU = "graded_relu"
     SLOT = "slot"
+    ACTIVATION = "activation"
+    PRODUCT = "product"
     NORM = "norm"
     DIVIDE = "divide"
     OUTPUT = "output"
@@ -73,6 +76,11 @@ NEURON_MODELS = {
     NeuronModel.GRADED_RELU: "graded ReLU neuron: out = max(current, 0)",
     NeuronModel.SLOT: "attention slot neuron applying f (identity | relu | relu2), gated in the "
                       "write step",
+    NeuronModel.ACTIVATION: "graded neuron with a smooth response (GELU, SiLU, sigmoid, tanh …): "
+                            "the exact function in float, an integer piecewise-linear or square "
+                            "response in fixed point",
+    NeuronModel.PRODUCT: "product neuron: out = a·b of its two input ports (port 0 = a with the "
+                         "bias, port 1 = b), >> shift in fixed point (Lava's ProdNeuron)",
     NeuronModel.NORM: "LayerNorm/RMSNorm statistics and affine (embedded core)",
     NeuronModel.DIVIDE: "attention normalisation by the row sum (embedded core)",
     NeuronModel.OUTPUT: "program output, dequantised on the host",
@@ -120,6 +128,8 @@ class QuantParams:
     one: int | None = None  # one-hot input: the payload of its spike (None: 1)
     shift: int = 0  # rounding neurons / accumulators: the current is shifted right by this
     in_scale: float | None = None  # real value per unit of the current (None: ``scale``)
+    in_scale_b: float | None = None  # product neurons: real value per unit of port 1's current
+    prod_shift: int = 0  # product neurons: out = (a·b) >> prod_shift
     r: int = 0  # slots: score >> r before f
     r2: int = 0  # slots, f = relu2: square >> r2
     e_v: int = 0  # head output: exponent of the V read
@@ -135,6 +145,25 @@ class NormParams:
     eps: float
     gamma: np.ndarray
     beta: np.ndarray
+
+
+@dataclass
+class ActivationParams:
+    """An activation population's function and, in fixed mode, its integer response
+    (``semantics.neurons.activation``; docs/semantics.md §4).
+
+    Fixed point: the operand u = clip(current, ±(2^15 − 1)) (``fixed.OPERAND_MAX``), then
+    ``method`` "pwl": acc = c0 + c1·u + Σ_k slopes[k]·max(u − breaks[k], 0), out = round(acc / 2^frac);
+    ``method`` "square": acc = u² (relu2: max(u, 0)²), out = round(acc / 2^frac).
+    """
+
+    fn: str  # a key of ir.ops.ACTIVATIONS: the exact function (float mode)
+    method: Literal["exact", "pwl", "square"] = "exact"  # exact: float mode
+    breaks: list = field(default_factory=list)  # int breakpoints in operand units, ascending
+    slopes: list = field(default_factory=list)  # int slope changes at the breakpoints (× 2^frac)
+    c0: int = 0
+    c1: int = 0  # int slope left of the first breakpoint (× 2^frac)
+    frac: int = 0  # fraction bits of the accumulator
 
 
 @dataclass
@@ -159,6 +188,7 @@ class Population:
     encoding: Encoding | None = None  # input populations: how the token enters
     q: QuantParams | None = None  # fixed mode: the quantiser's parameters
     norm: NormParams | None = None  # norm populations
+    act: ActivationParams | None = None  # activation populations
     attrs: dict[str, Any] = field(default_factory=dict)  # annotations (step, cores, split_of …)
 
     def __post_init__(self):
@@ -183,6 +213,7 @@ class SynapseGroup:
     rule: LearningRule | None = None
     role: Role = Role.STATIC
     attrs: dict[str, Any] = field(default_factory=dict)  # annotations (part, split_of …)
+    port: int = 0  # which input of the post neuron: 0 = its current, 1 = a product's operand b
 
     def __post_init__(self):
         self.role = Role(self.role)
@@ -415,6 +446,15 @@ def verify_neuro(ng: NeuroGraph) -> None:
                 np.shape(a) != (p.size,) for a in (p.norm.gamma, p.norm.beta))):
             raise NeuroVerifyError(f"population {p.name}: bad norm parameters ({p.norm.kind}, "
                                    f"gamma {np.shape(p.norm.gamma)}, beta {np.shape(p.norm.beta)})")
+        if (p.model == NeuronModel.ACTIVATION) != (p.act is not None):
+            raise NeuroVerifyError(f"population {p.name}: activation parameters "
+                                   + ("missing" if p.act is None else f"on a {p.model} population"))
+        if p.act is not None:
+            a = p.act
+            if a.fn not in ACTIVATIONS or a.method not in ("exact", "pwl", "square") or (
+                    a.method == "exact") == fixed or len(a.breaks) != len(a.slopes):
+                raise NeuroVerifyError(f"population {p.name}: activation {a.fn!r} with method "
+                                       f"{a.method!r} in a {ng.precision} graph")
         if p.q is not None and not fixed:
             raise NeuroVerifyError(f"population {p.name}: quantiser parameters in a float graph")
     for s in ng.synapses():
@@ -430,11 +470,19 @@ def verify_neuro(ng: NeuroGraph) -> None:
             if not np.issubdtype(w.dtype, np.integer) or w.min(initial=0) < _MANT_MIN \
                     or w.max(initial=0) > _MANT_MAX:
                 raise NeuroVerifyError(f"synapses {s.name}: fixed-mode weights must be int8 mantissas")
+        if s.port not in (0, 1) or (s.port == 1 and (post.model != NeuronModel.PRODUCT
+                                                      or s.role != Role.STATIC)):
+            raise NeuroVerifyError(f"synapses {s.name}: port {s.port!r} into a {post.model} "
+                                   "population (port 1 is a product neuron's operand b)")
         if not isinstance(s.role, Role):
             raise NeuroVerifyError(f"synapses {s.name}: unknown role {s.role!r}")
         if s.plastic != (s.role != Role.STATIC):
             raise NeuroVerifyError(f"synapses {s.name}: plastic synapses must have role k or v "
                                    "and only they")
+    for p in ng.populations():
+        if p.model == NeuronModel.PRODUCT and {s.port for s in ng.incoming(p.name)} != {0, 1}:
+            raise NeuroVerifyError(f"population {p.name}: a product neuron needs synapses on "
+                                   "both ports (0 = a, 1 = b)")
     if len(ng._syns) != ng.g.number_of_edges():
         raise NeuroVerifyError("the synapse index and the graph's edges differ")
     for h in ng.heads:

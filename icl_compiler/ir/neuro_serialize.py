@@ -1,8 +1,8 @@
 """Save/load the neuromorphic IR: a JSON-able description plus named arrays (the program's
 ``program.json`` "neuro" entry and ``weights.npz``; format ``icl-program/2``, runtime/program.py).
 
-Enumerations are written as their values, the quantiser's and the norm's parameters as their
-fields (norm gamma/beta and array annotations in the arrays), io and offcore as records.
+Enumerations are written as their values, the quantiser's, the norm's and the activation's
+parameters as their fields (norm gamma/beta and array annotations in the arrays), io and offcore as records.
 
 Loading is the mirror of :func:`to_dict`, and it trusts nothing in the files:
 
@@ -31,8 +31,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import numpy as np
 
 from . import layout
-from .neuro import (Encoding, HeadSpec, LearningRule, NeuroGraph, NeuronModel, NormParams,
-                    OffcoreOp, Population, ProgramIO, QuantParams, SynapseGroup)
+from .neuro import (ActivationParams, Encoding, HeadSpec, LearningRule, NeuroGraph, NeuronModel,
+                    NormParams, OffcoreOp, Population, ProgramIO, QuantParams, SynapseGroup)
 
 # Bounds of a loaded program (a file must not make the loader or a run allocate without limit).
 MAX_POPULATION_SIZE = 2**24  # neurons of one population: 16 Loihi 2 chips' worth (2^20 each)
@@ -65,6 +65,7 @@ def to_dict(ng: NeuroGraph) -> tuple[dict, dict[str, np.ndarray]]:
             arrays[f"norm/{p.name}/gamma"] = np.asarray(p.norm.gamma)
             arrays[f"norm/{p.name}/beta"] = np.asarray(p.norm.beta)
             d["norm"] = {"kind": p.norm.kind, "eps": p.norm.eps}
+        d["act"] = None if p.act is None else asdict(p.act)
         d["attrs"] = _encode_attrs(p.attrs, arrays, f"pattr/{p.name}")
         pops.append(d)
     syns = []
@@ -158,7 +159,7 @@ def from_dict(desc: Any, arrays: dict[str, np.ndarray]) -> NeuroGraph:
     for i, p in enumerate(d["populations"]):
         where = f"populations[{i}]"
         name = p["name"]
-        rec = _record(Population, p, where, special=("bias", "q", "norm", "attrs"))
+        rec = _record(Population, p, where, special=("bias", "q", "norm", "act", "attrs"))
         rec["bias"] = arrays[f"bias/{name}"] if p["bias"] else None
         rec["q"] = None if p["q"] is None else QuantParams(
             **_record(QuantParams, p["q"], f"{where}.q"))
@@ -168,6 +169,7 @@ def from_dict(desc: Any, arrays: dict[str, np.ndarray]) -> NeuroGraph:
                                      arrays[f"norm/{name}/beta"])
         else:
             rec["norm"] = None
+        rec["act"] = None if p["act"] is None else _activation(p["act"], f"{where}.act")
         rec["attrs"] = _decode_attrs(p["attrs"], arrays)
         ng.add_population(Population(**rec))
     for i, s in enumerate(d["synapses"]):
@@ -188,6 +190,18 @@ def from_dict(desc: Any, arrays: dict[str, np.ndarray]) -> NeuroGraph:
                              for i, o in enumerate(_list(d["offcore"], "neuro.offcore"))]
     _check_references(ng)
     return ng
+
+
+def _activation(value: Any, where: str) -> ActivationParams:
+    """An activation's parameters: the typed fields, and the breakpoints and slopes as lists of
+    integers of one length (the breakpoints ascending)."""
+    rec = _record(ActivationParams, value, where)
+    for k in ("breaks", "slopes"):
+        rec[k] = [_int(x, f"{where}.{k}[{i}]") for i, x in enumerate(rec[k])]
+    if len(rec["breaks"]) != len(rec["slopes"]) or rec["breaks"] != sorted(rec["breaks"]):
+        raise ProgramFormatError(f"{where}: {len(rec['breaks'])} breakpoints (ascending) and "
+                                 f"{len(rec['slopes'])} slopes")
+    return ActivationParams(**rec)
 
 
 def _check_arrays(specs: dict[str, Spec], arrays: dict[str, np.ndarray]) -> None:
@@ -287,8 +301,10 @@ def _check_quantiser(ng: NeuroGraph) -> None:
         need[h.slots] = ("r", "r2")
         need[h.out] = ("s_v", "s_a") if h.normalise in ("rowsum", "rowsum_max") else ("e_v",)
     for p in ng.populations():
-        if p.model == NeuronModel.NORM:
+        if p.model in (NeuronModel.NORM, NeuronModel.ACTIVATION):
             need[p.name] = ("in_scale",)
+        elif p.model == NeuronModel.PRODUCT:
+            need[p.name] = ("in_scale", "in_scale_b")
     for name, keys in need.items():
         q = ng.pop(name).q
         missing = [k for k in keys if q is None or getattr(q, k) is None]

@@ -64,7 +64,7 @@ ELEMENTWISE = {"Identity", "Neg", "Relu", "Sqrt", "Reciprocal", "Exp", "Abs", "T
                "Where", "Softplus", "Log", "Floor", "Ceil", "Round", "Sign", "Clip", "Mod",
                "IsNaN", "IsInf", "Sin", "Cos", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu",
                "Selu", "Celu", "Mish", "PRelu", "Xor", "BitwiseAnd", "BitwiseOr", "BitwiseNot",
-               "BitwiseXor"}
+               "BitwiseXor", "Activation"}
 REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1",
               "ReduceSumSquare", "ReduceProd", "ReduceLogSumExp"}
 NORMS = {"LayerNormalization", "LayerNorm", "RMSNorm", "L2Norm"}

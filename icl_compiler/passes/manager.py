@@ -15,14 +15,16 @@ tensor IR (each rewrites the graph in place; ``run(graph, ctx) -> summary`` in i
 8. ``head_layout``      head split/merge → SplitHeads/MergeHeads; fused qkv Split and
                         per-head projections → Linears
 9. ``attention``        causal softmax-free attention → one PlasticAttention per layer
+10. ``fuse_activation`` smooth activations (GELU, SiLU, sigmoid, tanh …) recognised by their
+                        numbers → Activation
 
 tensor IR → neuromorphic IR, then neuromorphic IR
 
-10. ``lower``            populations, synapse groups, plastic heads (writes ``attention``,
-                        ``offcore``)
-11. ``quantise``         fixed mode only: int8 weights, payload scales (writes ``quantisation``)
-12. ``schedule``        the token schedule (writes ``schedule``)
-13. ``partition``       cores and chips (writes ``resources``)
+11. ``lower``           populations, synapse groups, plastic heads (writes ``attention``,
+                        ``offcore``, ``activations``, ``token_ops``)
+12. ``quantise``        fixed mode only: int8 weights, payload scales (writes ``quantisation``)
+13. ``schedule``        the token schedule (writes ``schedule``)
+14. ``partition``       cores and chips (writes ``resources``)
 
 :data:`PASSES` maps every name to its pass.  :data:`DEFAULT_PIPELINE` (= :data:`PASS_NAMES`)
 names the tensor part, which :func:`run_pipeline` runs on a tensor graph by default (tests and
@@ -37,6 +39,7 @@ from . import (
     attention,
     cse,
     fold_constants,
+    fuse_activation,
     fuse_layernorm,
     fuse_linear,
     fuse_rmsnorm,
@@ -63,6 +66,7 @@ PIPELINE: tuple[Pass, ...] = (
     tensor_pass("fuse_rmsnorm", fuse_rmsnorm.run),
     tensor_pass("head_layout", heads.run),
     tensor_pass("attention", attention.run),
+    tensor_pass("fuse_activation", fuse_activation.run),
     lower.PASS,
     quantise.PASS,
     schedule.PASS,

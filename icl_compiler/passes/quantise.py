@@ -18,6 +18,11 @@ Produces: a copy with ``precision="fixed"`` where
     inside the 24-bit accumulator; slot neurons right-shift scores by ``r`` before f (and by
     ``r2`` after squaring for relu2); the V read right-shifts by ``-e_v``.  All these scales are
     folded into the read path (the next Dense's mantissas), never applied as multiplications;
+  * activation neurons: the operand's calibrated maximum maps to ``OPERAND_TARGET`` (4× headroom
+    below the 16-bit operand clip); the integer response (piecewise linear with the fewest
+    segments that meet ``error_target × activation_fit.ERROR_FRACTION``, or a square) is fitted
+    by :mod:`.activation_fit`; product neurons: both operands' calibrated maxima map to
+    ``OPERAND_TARGET`` and the product is shifted right into the payload range (``prod_shift``);
   * weight bits: 8 = one int8 mantissa per weight and one int8 plastic synapse per K/V entry;
     16 = every static matrix gets a second int8 group for its residual, and every K/V entry a
     high and a low plastic synapse (k, v use 15 bits: x = hi·2^7 + lo, ``fixed.kv_split``; the
@@ -48,6 +53,8 @@ from ..semantics.fixed import (DENSE_SUM_LIMIT, K_RANGE, MANTISSA_MAX, PAYLOAD_B
                                PAYLOAD_MAX, PAYLOAD_MIN, RES_SCALE)
 from ..semantics.interpreter import Interpreter
 from ..semantics.neurons import encodings
+from . import activation_fit
+from .activation_fit import OPERAND_TARGET, PRODUCT_OPS
 from .base import Module, Pass, PassContext
 
 ACT_BITS = PAYLOAD_BITS - 2  # magnitude bits of a graded payload at most (22: one bit of headroom),
@@ -210,9 +217,9 @@ def _quantise(ng: NeuroGraph, calibration: np.ndarray | None, *, strict: bool,
     for bits in ((8, 16) if weight_bits == "auto" else (weight_bits,)):
         # pass 1 with the default payload limits; pass 2 with each population's limit lowered
         # so that every consumer's int32 accumulator Σ m·s stays exact (|Σ| < ACC_LIMIT)
-        q, mats, head_params = _assign(fq, rec, {}, bits)
+        q, mats, head_params, acts = _assign(fq, rec, {}, bits, error_target)
         limits = _accumulator_limits(q)
-        q, mats, head_params = _assign(fq, rec, limits, bits)
+        q, mats, head_params, acts = _assign(fq, rec, limits, bits, error_target)
         # 4. saturation and output error on the calibration data in fixed point
         emu = _Probe(q)
         with np.errstate(invalid="ignore"):  # a NaN cast to int: refused just below
@@ -262,6 +269,7 @@ def _quantise(ng: NeuroGraph, calibration: np.ndarray | None, *, strict: bool,
         "populations": {p.name: p.scale for p in q.populations()},
         "matrices": mats,
         "heads": head_params,
+        "activations": acts,
         "saturations": sat,
         "saturation_events": int(sum(sat.values())),
         "summary": (f"{bits}-bit weights and K/V ({'auto' if weight_bits == 'auto' else 'asked'}"
@@ -273,8 +281,10 @@ def _quantise(ng: NeuroGraph, calibration: np.ndarray | None, *, strict: bool,
 
 
 def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
-            weight_bits: int) -> tuple[NeuroGraph, list, list]:
-    """Scales, mantissas, exponents and head shifts for given per-population payload limits."""
+            weight_bits: int, error_target: float = ERROR_TARGET) -> tuple[NeuroGraph, list, list,
+                                                                           list]:
+    """Scales, mantissas, exponents, head shifts and activation responses for given
+    per-population payload limits."""
     q = copy.deepcopy(fq)
     q.precision = "fixed"
 
@@ -297,6 +307,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
         h.q: lim(h.q, ACC_LIMIT // ((KV_MAX + (h.kv_bits == 16)) * q.pop(h.q).size))
         for h in q.heads}
     outs = {h.out: h for h in q.heads}
+    acts: list[dict] = []
     # 1. population scales
     for p in q.populations():
         if p.model == NeuronModel.INPUT:
@@ -308,6 +319,9 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             continue
         if p.model == NeuronModel.SLOT or p.name in outs:
             continue  # set with the head below
+        if p.model in (NeuronModel.ACTIVATION, NeuronModel.PRODUCT):
+            acts += _multiplying(p, mx, lim(p.name, ACT_MAX), error_target)
+            continue
         limit = head_pops.get(p.name, lim(p.name, ACT_MAX))
         p.scale = mx(p.name) / limit
         if p.name in res:
@@ -356,7 +370,7 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             s.weights = np.zeros(s.weights.shape, np.int64)
             continue
         pre, post = q.pop(s.pre), q.pop(s.post)
-        tgt = _in_scale(post)
+        tgt = _in_scale(post, s.port)
         M = s.weights * (pre.scale / tgt)
         s.weights, s.exp = quantise_matrix(M)
         approx = s.weights * 2.0**s.exp
@@ -365,7 +379,8 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             m_lo, e_lo = quantise_matrix(M - approx)
             if np.any(m_lo):
                 q.add_synapses(SynapseGroup(name=s.name + ":lo", pre=s.pre, post=s.post,
-                                            weights=m_lo, exp=e_lo, attrs={"part": "lo"}))
+                                            weights=m_lo, exp=e_lo, attrs={"part": "lo"},
+                                            port=s.port))
                 approx = approx + m_lo * 2.0**e_lo
         err = float(np.max(np.abs(approx - M))) / max(float(np.max(np.abs(M))), 1e-30)
         mats.append({"synapses": s.name, "exp": s.exp, "max_rel_err": round(err, 7)})
@@ -375,12 +390,41 @@ def _assign(fq: NeuroGraph, rec: dict[str, float], limits: dict[str, int],
             tgt = _in_scale(p)
             b = np.zeros(p.size) if p.bias is None else np.asarray(p.bias)
             p.bias = np.round(b / tgt).astype(np.int64) + (2 ** (shift - 1) if shift else 0)
-    return q, mats, head_params
+    return q, mats, head_params, acts
 
 
-def _in_scale(p) -> float:
+def _multiplying(p, mx, limit: int, error_target: float) -> list[dict]:
+    """Scales of an activation or product population (and the activation's integer response);
+    returns its report entry."""
+    name = p.name
+    sa = mx(name + ":current") / OPERAND_TARGET
+    if p.model == NeuronModel.PRODUCT:
+        sb = mx(name + ":current_b") / OPERAND_TARGET
+        shift = max(0, _exp_for(mx(name) / (sa * sb), limit))
+        p.scale = sa * sb * 2.0**shift
+        p.q = QuantParams(in_scale=sa, in_scale_b=sb, prod_shift=shift)
+        return [{"population": name, "neuron": "product", "size": p.size, "prod_shift": shift,
+                 "ops_per_neuron": PRODUCT_OPS}]
+    p.q = QuantParams(in_scale=sa)
+    fn = p.act.fn
+    x_max = mx(name + ":current")
+    if fn in activation_fit.SQUARES:
+        p.act, p.scale = activation_fit.square_params(fn, sa, limit)
+        m = activation_fit.measure(p.act, sa, p.scale, x_max)
+        entry = activation_fit.report_entry(p.act, m, None)
+    else:
+        p.scale = mx(name) / max(1, limit // 4)  # 4× headroom: linear tails grow with x
+        p.act, entry = activation_fit.fit(fn, sa, p.scale, x_max,
+                                          error_target * activation_fit.ERROR_FRACTION)
+    return [{"population": name, "neuron": "activation", "size": p.size, **entry}]
+
+
+
+def _in_scale(p, port: int = 0) -> float:
     """Real value per unit of a population's current (its payload scale unless the neuron
-    rescales: rounding neurons, norms)."""
+    rescales: rounding neurons, norms, multiplying neurons); ``port`` 1: a product's operand b."""
+    if port == 1:
+        return p.q.in_scale_b
     return p.q.in_scale if p.q is not None and p.q.in_scale is not None else p.scale
 
 
@@ -433,6 +477,10 @@ def _run(m: Module, ctx: PassContext) -> str:
     for entry in ctx.report.get("attention", []):
         entry["encodings"] = encodings(heads[entry["layer"], entry["head"]])
     ctx.report["quantisation"] = report
+    fitted = {a["population"]: a for a in report["activations"]}
+    for entry in ctx.report.get("activations", []):
+        entry.update({k: v for k, v in fitted.get(entry["population"], {}).items()
+                      if k not in ("population", "neuron", "size")})
     return report["summary"]
 
 

@@ -62,6 +62,9 @@ def format_resources(res: dict, max_rows: int = 24) -> str:
         f"({res['splits']['populations_pre_tiled']} along the input axis), "
         f"{res['splits']['head_slot_splits']} heads split along slots, {res['splits']['tiles']} tiles",
     ]
+    if res.get("neuron_ops"):
+        lines.append(f"  neuron ops {res['neuron_ops_per_token']} microcode ops/token in "
+                     f"{len(res['neuron_ops'])} activation/product populations")
     if res.get("largest_consumers"):
         lines.append("  largest    " + "; ".join(f"{c['population']} {c['cores']:g} cores"
                                                   for c in res["largest_consumers"][:3]))
@@ -94,6 +97,28 @@ def format_resources(res: dict, max_rows: int = 24) -> str:
     return "\n".join(lines)
 
 
+def format_activation(a: dict) -> str:
+    """One line of the report's ``activations``: the neuron, its method and measured error."""
+    head = f"{a['population']}[{a['size']}] {a['neuron']}"
+    if a["neuron"] == "product":
+        b = ", ".join(a.get("operand_b", []))
+        return (f"{head}: a·b, operand b from {b}; {a['synapses_in']} synapses in"
+                + (f"; >> {a['prod_shift']}, {a['ops_per_neuron']} ops/neuron"
+                   if "prod_shift" in a else ""))
+    if a["method"] == "exact":
+        how = "exact function (float)"
+    elif a["method"] == "pwl":
+        how = (f"{a['segments']}-segment integer piecewise-linear, max error "
+               f"{a['max_error_calibrated']:.3%} of max|f| on the calibrated range "
+               f"({a['max_error_operand_range']:.3%} over the operand range; target "
+               f"{a['target']:.2%}), {a['ops_per_neuron']} ops/neuron")
+    else:
+        how = (f"integer square >> {a['frac_bits']}, max error "
+               f"{a['max_error_calibrated']:.2e} of max|f| on the calibrated range, "
+               f"{a['ops_per_neuron']} ops/neuron")
+    return f"{head} {a['fn']}: {how}; {a['synapses_in']} synapses in"
+
+
 def format_report(r: dict) -> str:
     lines = []
     m = r["model"]
@@ -107,6 +132,15 @@ def format_report(r: dict) -> str:
     for h in r["attention"]:
         lines.append(f"  layer {h['layer']} head {h['head']}: f={h['f']} scale={h['scale']:.4g} "
                      f"norm={h['normalisation']} T_max={h['T_max']} lowering={h['lowering']}")
+    if r.get("activations"):
+        lines.append("activations (one row per activation or product population)")
+        for a in r["activations"]:
+            lines.append("  " + format_activation(a))
+    for c in r.get("token_ops", []):
+        lines.append(f"token op   {c['node']} ({c['op']}, {c['in_features']} → {c['out_features']}"
+                     f" features): {c['lowered_as']}"
+                     + (f", {c['nonzero_weights']} non-zero weights" if "nonzero_weights" in c
+                        else f", {c['neurons']} ReLU neurons in {c['levels']} levels"))
     lines.append(format_resources(r["resources"]))
     s = r["schedule"]
     lines.append(f"schedule   {s['steps_per_token']} algorithmic steps per token, pipeline depth "

@@ -463,3 +463,51 @@ def head_sequence(ks, qs, vs, t_max: int, f: str = "relu", r: int = 0, r2: int =
         outs.append(value_out(v_read(V, a, v_exp)))
         sat += s1 + s2
     return np.stack(outs, 1), K, V, sat
+
+
+# -- multiplying neurons: activations and products (our custom neurons) ---------------------------
+#
+# Our rule: the operands of a neuron that multiplies saturate to 16 bits, so that every product of
+# two operands (and every partial sum of a piecewise-linear response, bounded by the quantiser's
+# fit) fits a 32-bit register, as Loihi 2 neuron microcode computes it (add, multiply, shift,
+# compare).
+
+OPERAND_BITS = 16
+OPERAND_MAX = 2 ** (OPERAND_BITS - 1) - 1
+
+
+def operand(x) -> tuple[np.ndarray, int]:
+    """A multiplying neuron's operand: x saturated to ±OPERAND_MAX (value, saturated entries)."""
+    x = np.asarray(x, np.int64)
+    u = np.clip(x, -OPERAND_MAX, OPERAND_MAX)
+    return u, int(np.count_nonzero(u != x))
+
+
+def round_shift(acc, frac: int) -> np.ndarray:
+    """``acc / 2^frac`` rounded half up: ``(acc + 2^(frac−1)) >> frac`` (acc itself if frac = 0)."""
+    acc = np.asarray(acc, np.int64)
+    frac = int(frac)
+    return acc if frac <= 0 else (acc + (1 << (frac - 1))) >> frac
+
+
+def pwl(u, c0: int, c1: int, breaks, slopes, frac: int) -> np.ndarray:
+    """Integer piecewise-linear response of operands u (|u| ≤ OPERAND_MAX):
+    ``round((c0 + c1·u + Σ_k slopes[k]·max(u − breaks[k], 0)) / 2^frac)`` (unclipped)."""
+    u = np.asarray(u, np.int64)
+    acc = int(c0) + int(c1) * u
+    for b, w in zip(breaks, slopes):
+        acc = acc + int(w) * np.maximum(u - int(b), 0)
+    return round_shift(acc, frac)
+
+
+def square(u, frac: int, relu: bool = False) -> np.ndarray:
+    """``round(u² / 2^frac)`` (relu: of max(u, 0)), unclipped."""
+    u = np.asarray(u, np.int64)
+    if relu:
+        u = np.maximum(u, 0)
+    return round_shift(u * u, frac)
+
+
+def product(a, b, shift_: int) -> np.ndarray:
+    """Lava's ``ProdNeuron`` (fixed_pt) on our operands: ``int32(a·b) >> exp`` (unclipped)."""
+    return wrap32(np.asarray(a, np.int64) * np.asarray(b, np.int64)) >> int(shift_)

@@ -216,6 +216,9 @@ class Interpreter:
                 continue
             if name in self.head_pops:
                 continue  # slots are evaluated inside their head
+            if pop.model == NeuronModel.PRODUCT:
+                vals[name] = self.product(pop, vals, B, stats)
+                continue
             cur = np.zeros((B, pop.size), self.dtype)
             for s in self.static_in[name]:
                 pre = vals[s.pre]
@@ -233,6 +236,28 @@ class Interpreter:
         stats.saturate(f"payload:{name}", sat)
         stats.spikes += count_nonzero(out)
         self._rec(name, out)
+        return out
+
+    def product(self, pop, vals, B: int, stats: RunStats) -> np.ndarray:
+        """A product neuron, token by token: the currents of its two ports (port 0 with the
+        bias), multiplied."""
+        cur = [np.zeros((B, pop.size), self.dtype), np.zeros((B, pop.size), self.dtype)]
+        for s in self.static_in[pop.name]:
+            pre = vals[s.pre]
+            stats.synaptic_ops += count_nonzero(pre) * s.weights.shape[0]
+            cur[s.port] += neurons.dense(s, pre, self.fixed)
+        return self._product(pop, cur, stats)
+
+    def _product(self, pop, cur: list, stats: RunStats) -> np.ndarray:
+        """A product neuron's output from its two ports' currents (both evaluation orders)."""
+        if pop.bias is not None:
+            cur[0] += pop.bias.astype(self.dtype)
+        self._rec(pop.name + ":current", cur[0])
+        self._rec(pop.name + ":current_b", cur[1])
+        out, sat = neurons.product(pop, cur[0], cur[1], self.fixed)
+        stats.saturate(f"payload:{pop.name}", sat)
+        stats.spikes += count_nonzero(out)
+        self._rec(pop.name, out)
         return out
 
     def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats, n_tok: int = 1,
@@ -311,6 +336,13 @@ class Interpreter:
             elif name in self.heads_by_out:
                 vals[name] = self.head(self.heads_by_out[name], vals, 0, state, stats, T, t0)
                 self._rec(name, vals[name])
+            elif pop.model == NeuronModel.PRODUCT:  # two ports, each from the stacked products
+                cur = [np.zeros((N, pop.size), self.dtype), np.zeros((N, pop.size), self.dtype)]
+                for s in self.static_in[name]:
+                    stats.synaptic_ops += self._nz(s.pre, vals, nz) * s.weights.shape[0]
+                    cur[s.port] += self._dense(s, vals, prods, amax)
+                vals[name] = self._product(pop, cur, stats)
+                nz[name] = None
             elif name not in self.head_pops:
                 cur = np.zeros((N, pop.size), self.dtype)
                 for s in self.static_in[name]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..ir.neuro import (Encoding, HeadSpec, LearningRule, Lowering, NeuronModel, Population,
                         QuantParams, SynapseGroup)
-from ..ir.ops import F_FUNCS, ROW_NORMS, row_denominator
+from ..ir.ops import ACTIVATIONS, F_FUNCS, ROW_NORMS, row_denominator
 from . import fixed as fx
 from .fixed import PAYLOAD_MAX, PAYLOAD_MIN
 from .products import rows_matmul
@@ -148,9 +148,12 @@ def dense(s: SynapseGroup, pre: np.ndarray, fixed: bool) -> np.ndarray:
 
 
 def neuron(pop: Population, cur: np.ndarray, fixed: bool) -> tuple[np.ndarray, int]:
-    """A static population's output for its current: graded, graded ReLU, output or norm."""
+    """A static population's output for its current: graded, graded ReLU, output, norm or
+    activation (a product neuron has two currents: :func:`product`)."""
     if pop.model == NeuronModel.NORM:
         return norm(pop, cur, fixed), 0
+    if pop.model == NeuronModel.ACTIVATION:
+        return activation(pop, cur, fixed)
     if fixed and pop.q is not None and pop.q.shift:
         cur = np.right_shift(cur, pop.q.shift)  # rounding neurons: the bias holds the half
     if pop.model == NeuronModel.GRADED_RELU:
@@ -160,6 +163,37 @@ def neuron(pop: Population, cur: np.ndarray, fixed: bool) -> tuple[np.ndarray, i
     else:
         raise ValueError(f"population {pop.name}: model {pop.model} has no static evaluation")
     return saturate(out) if fixed else (out, 0)
+
+
+def activation(pop: Population, cur: np.ndarray, fixed: bool) -> tuple[np.ndarray, int]:
+    """An activation neuron (``pop.act``): float, the exact function of the current; fixed, the
+    integer response of the operand u = clip(current, ±OPERAND_MAX) ("pwl": piecewise linear,
+    "square": u² or max(u, 0)², each rounded by 2^frac), saturated to 24 bits.  Returns
+    (output, saturated entries: operand and payload)."""
+    a = pop.act
+    if not fixed:
+        return ACTIVATIONS[a.fn](np.asarray(cur, np.float64)), 0
+    u, sat_u = fx.operand(cur)
+    if a.method == "square":
+        y = fx.square(u, a.frac, relu=a.fn == "relu2")
+    elif a.method == "pwl":
+        y = fx.pwl(u, a.c0, a.c1, a.breaks, a.slopes, a.frac)
+    else:
+        raise ValueError(f"population {pop.name}: activation method {a.method!r} in fixed mode")
+    out, sat = saturate(y)
+    return out, sat + sat_u
+
+
+def product(pop: Population, a: np.ndarray, b: np.ndarray, fixed: bool) -> tuple[np.ndarray, int]:
+    """A product neuron: ``a`` = port 0's current (with the bias), ``b`` = port 1's.  Float: a·b;
+    fixed: both saturated to ±OPERAND_MAX, then Lava ProdNeuron's ``int32(a·b) >> exp`` with
+    exp = ``q.prod_shift``, saturated to 24 bits.  Returns (output, saturated entries)."""
+    if not fixed:
+        return np.asarray(a, np.float64) * np.asarray(b, np.float64), 0
+    ua, sa = fx.operand(a)
+    ub, sb = fx.operand(b)
+    out, sat = saturate(fx.product(ua, ub, pop.q.prod_shift if pop.q is not None else 0))
+    return out, sat + sa + sb
 
 
 def norm(pop: Population, cur: np.ndarray, fixed: bool) -> np.ndarray:

@@ -105,3 +105,27 @@ def test_lava_imports_after_multiprocessing_context_was_fixed():
     pytest.importorskip("lava")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "None", out.stderr
+
+
+@pytest.mark.parametrize("layout", ["merged", "separate"])
+def test_product_units_read_their_second_operand_from_the_port_1_rows(layout):
+    from tests.test_corpus import CORPUS
+
+    name = "llama_swiglu_rope_relu_attn__dynamo18_dynamic"
+    x = np.load(CORPUS / f"{name}.input.npy")
+    ng = icl.compile(CORPUS / f"{name}.onnx", precision="fixed", calibration=x,
+                     max_context=32).ng
+    plan = build_plan(ng, 3, layout=layout)
+    host = plan.procs["core" if layout == "merged" else "graded"]  # where graded units live
+    units = {u["name"]: u for u in host.bank["units"]}
+    prods = [p for p in ng.populations() if p.model == "product"]
+    assert prods and {units[p.name]["kind"] for p in prods} == {"product"}
+    for p in prods:
+        u = units[p.name]
+        assert set(u["operands"]) == {"cur", "b"}
+        by_port = {0: 0, 1: 0}
+        for s in ng.incoming(p.name):
+            by_port[s.port] += 1
+        assert len(u["operands"]["b"]) == by_port[1] and len(u["operands"]["cur"]) == by_port[0]
+    acts = [p for p in ng.populations() if p.model == "activation"]
+    assert acts and {units[p.name]["kind"] for p in acts} == {"activation"}

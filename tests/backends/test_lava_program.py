@@ -88,6 +88,44 @@ def test_float_matches_onnxruntime(name):
         np.testing.assert_allclose(w, prog.last_state[syn], rtol=1e-12, atol=1e-12)
 
 
+# issue 13: activation and product neurons (GELU tanh form; SwiGLU, RoPE, RMSNorm), from the corpus
+CORPUS_NAMES = ["gpt2_relu_gelutanh__dynamo18_dynamic",
+                "llama_swiglu_rope_relu_attn__dynamo18_dynamic"]
+
+
+def _corpus_prog(name, precision):
+    from tests.test_corpus import CORPUS
+
+    key = (name, precision, "corpus")
+    x = np.load(CORPUS / f"{name}.input.npy")
+    if key not in _PROGS:
+        _PROGS[key] = icl.compile(CORPUS / f"{name}.onnx", precision=precision,
+                                  calibration=x if precision == "fixed" else None,
+                                  max_context=32)
+    return _PROGS[key], x[:2, :4], CORPUS / f"{name}.onnx"
+
+
+@pytest.mark.parametrize("name", CORPUS_NAMES)
+def test_activation_and_product_neurons_bit_exact_with_emulator(name):
+    prog, x, _ = _corpus_prog(name, "fixed")
+    models = {p.model for p in prog.ng.populations()}
+    assert {"activation", "product"} & models == (
+        {"activation"} if "gelu" in name else {"activation", "product"})
+    y = prog.run(x, backend="lava", return_payload=True)
+    want = prog.run(x, backend="numpy", return_payload=True)
+    assert np.count_nonzero(want) > want.size // 2
+    np.testing.assert_array_equal(y, want)
+    for syn, w in prog.last_lava["weights"].items():
+        np.testing.assert_array_equal(w, prog.last_state[syn], err_msg=syn)
+
+
+def test_activation_and_product_neurons_float_match_onnxruntime():
+    prog, x, path = _corpus_prog(CORPUS_NAMES[1], "float")
+    ref = onnxruntime_run(str(path), x)
+    y = prog.run(x, backend="lava")
+    assert np.max(np.abs(y - ref)) <= 1e-4 * np.max(np.abs(ref))
+
+
 def test_clamped_row_sum_divide_bit_exact():
     """A third-party export whose attention divides by its row sum clamped from below
     (transformers OPT, ``w / w.sum(-1).clamp(min=1e-4)``): the embedded divide of Lava ==

@@ -158,3 +158,64 @@ def test_verifier_rejects_fixed_mode_specifics(graphs):
     q.heads[0].lowering = Lowering.FAST_WEIGHT
     with pytest.raises(NeuroVerifyError, match="lowering 'fast_weight'"):
         verify_neuro(q)
+
+
+def _gated():
+    """x → gelu(x·W1) ⊙ (x·W3): an activation population and a product population."""
+    from tests.passes.common import B, Builder, T
+
+    b = Builder(seed=9)
+    x = b.input("x", (B, T, 4))
+    a = b.op("Activation", b.linear(x, 4, 6), fn="gelu")
+    return b.output(b.linear(b.op("Mul", a, b.linear(x, 4, 6, bias=False)), 6, 3))
+
+
+def test_activation_and_product_populations_save_verify_and_keep_their_ports():
+    ng = lower(_gated())
+    verify_neuro(ng)
+    act = next(p for p in ng.populations() if p.model == NeuronModel.ACTIVATION)
+    prod = next(p for p in ng.populations() if p.model == NeuronModel.PRODUCT)
+    assert act.act.fn == "gelu" and act.act.method == "exact"
+    assert sorted(s.port for s in ng.incoming(prod.name)) == [0, 1]
+    q, _ = quantise(ng, np.random.default_rng(1).uniform(-1, 1, (2, 8, 4)), weight_bits=16)
+    assert q.pop(act.name).act.method == "pwl" and q.pop(prod.name).q.in_scale_b > 0
+    # the 16-bit residual groups feed the same port as their high groups
+    lo = [s for s in q.incoming(prod.name) if s.name.endswith(":lo")]
+    assert lo and all(s.port == q.syn(s.name[:-3]).port for s in lo)
+    for g in (ng, q):
+        desc, arrays = neuro_serialize.to_dict(g)
+        back = neuro_serialize.from_dict(json.loads(json.dumps(desc)), arrays)
+        verify_neuro(back)
+        assert back.pop(act.name).act == g.pop(act.name).act
+        assert [s.port for s in back.synapses()] == [s.port for s in g.synapses()]
+
+
+@pytest.mark.parametrize("how, message", [
+    ("port_into_graded", "port 1 into a output population"),
+    ("act_on_graded", "activation parameters on a output"),
+    ("act_missing", "activation parameters missing"),
+    ("one_port", "needs synapses on both ports"),
+    ("pwl_in_float", "method 'pwl' in a float graph"),
+    ("unknown_fn", "activation 'swish2'"),
+])
+def test_verifier_rejects_broken_activation_and_product_neurons(how, message):
+    from icl_compiler.ir.neuro import ActivationParams
+
+    ng = lower(_gated())
+    act = next(p for p in ng.populations() if p.model == NeuronModel.ACTIVATION)
+    prod = next(p for p in ng.populations() if p.model == NeuronModel.PRODUCT)
+    if how == "port_into_graded":
+        ng.incoming(ng.io.output_pop)[0].port = 1
+    elif how == "act_on_graded":
+        ng.pop(ng.io.output_pop).act = ActivationParams("gelu")
+    elif how == "act_missing":
+        act.act = None
+    elif how == "one_port":
+        for s in ng.incoming(prod.name):
+            s.port = 0
+    elif how == "pwl_in_float":
+        act.act = ActivationParams("gelu", "pwl")
+    elif how == "unknown_fn":
+        act.act = ActivationParams("swish2")
+    with pytest.raises(NeuroVerifyError, match=message):
+        verify_neuro(ng)

@@ -167,7 +167,7 @@ def split_graph(ng: NeuroGraph, target=None) -> NeuroGraph:
                 out.add_synapses(SynapseGroup(name=f"{s.name}|{acc}->{qname}", pre=acc, post=qname,
                                               weights=sel, exp=0, role="static",
                                               attrs={"split_of": s.name, "accumulated": True,
-                                                     "post_range": [sa, sb]}))
+                                                     "post_range": [sa, sb]}, port=s.port))
     # keep the io contract: output and input populations were never split
     if ng.schedule:
         schedule(out)
@@ -187,4 +187,5 @@ def _add_seg(out, s, pname, post, Wq, pieces, pre_name, pa, lo, hi, exp, name, q
     attrs = {**copy.deepcopy(s.attrs), "split_of": s.attrs.get("split_of", s.name),
              "pre_range": [lo, hi], "post_range": [qa, qb], "pre_span": [lo - pa, hi - pa]}
     out.add_synapses(SynapseGroup(name=name, pre=pname, post=post, weights=w, exp=exp,
-                                  role="static", attrs=attrs))
+                                  role="static", attrs=attrs,
+                                  port=s.port if post == s.post else 0))

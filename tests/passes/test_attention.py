@@ -276,3 +276,40 @@ def test_layout_fallbacks_keep_the_numbers():
     assert all(h.producer(i).op == "Linear" for i in pa.inputs), "q/k/v straight from Linears"
     assert not any(n.op in ("MatMul", "Einsum") for n in h.nodes.values())
     assert_same_numbers(g, h)
+
+
+@pytest.mark.parametrize("mask", ["mul", "additive"])
+def test_alibi_position_bias_is_refused_naming_its_add(mask):
+    """ALiBi: scores + m·(s − t) before f.  f(q·k + b(t, s)) is not elementwise in q·k, so the
+    refusal names the Add of the bias, not the mask (multiplied after f, or added as −inf)."""
+    import icl_compiler as icl
+    from icl_compiler.errors import CompileError
+    from tests.passes.test_lower_layouts import G, _causal, _length
+
+    D, CTX = 8, 10
+    rng = np.random.default_rng(0)
+    g = G(["batch", "seq", D])
+    T = _length(g, "x", 1)
+    q, k, v = (g.op("MatMul", "x", g.c(rng.normal(size=(D, D)).astype(np.float32)))
+               for _ in range(3))
+    s = g.op("Mul", g.op("MatMul", q, g.op("Transpose", k, perm=[0, 2, 1])),
+             g.c(np.float32(0.3)))
+    rel = (np.arange(CTX)[None, :] - np.arange(CTX)[:, None]).astype(np.float32) * 0.5
+
+    def window(table):
+        z = g.c(np.array([0], np.int64))
+        return g.op("Slice", g.op("Slice", g.c(table), z, T, z), z, T,
+                    g.c(np.array([1], np.int64)))
+
+    s = g.op("Add", s, window(rel), name="/alibi/add")
+    if mask == "mul":
+        a = _causal(g, s, T)
+    else:
+        neg = np.triu(np.full((CTX, CTX), -np.inf, np.float32), 1)
+        a = g.op("Relu", g.op("Add", s, window(neg), name="/mask/add"))
+    h = g.op("Add", "x", g.op("MatMul", a, v))
+    m = g.model(g.op("MatMul", h, g.c(rng.normal(size=(D, 3)).astype(np.float32))),
+                ["batch", "seq", 3])
+    with pytest.raises(CompileError, match="additive position bias such as ALiBi") as e:
+        icl.compile(m, max_context=CTX)
+    assert e.value.node == "/alibi/add" and "rotary" in e.value.hint

@@ -162,12 +162,19 @@ def _raises(g, match, precision="float"):
     return e.value
 
 
-def test_a_product_of_two_activations_names_the_node():
+def test_a_product_of_two_activations_that_is_not_elementwise_names_the_node():
     b = Builder()
     x = b.input("x", (B, T, 4))
-    g = b.output(b.op("Mul", x, b.op("Relu", x), onnx_name="/mlp/Mul"))
-    e = _raises(g, "products of two activations")
-    assert (e.node, e.op) == ("/mlp/Mul", "Mul")
+    g = b.output(b.op("Einsum", x, b.op("Relu", x), equation="bti,bti->bt",
+                      onnx_name="/mlp/Dot"))
+    e = _raises(g, "product of two activations is not elementwise")
+    assert (e.node, e.op) == ("/mlp/Dot", "Einsum")
+    b = Builder()
+    x = b.input("x", (B, T, 4))
+    g = b.output(b.op("Div", x, b.op("Add", b.op("Relu", x), b.const(np.ones(4))),
+                      onnx_name="/mlp/Div"))
+    e = _raises(g, "division by a value computed from the input")
+    assert (e.node, e.op) == ("/mlp/Div", "Div")
 
 
 def test_an_op_without_a_neuron_mapping_names_the_node():

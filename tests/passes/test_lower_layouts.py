@@ -136,10 +136,11 @@ def test_refusals_name_the_node():
     g = G(["batch", "seq", D])
     T = _length(g, "x", 1)
     a = g.op("MatMul", "x", g.w(D, D))
-    gated = g.op("Mul", g.op("Relu", a), a, name="/mlp/gate")  # a product of two activations
+    gated = g.op("Div", a, g.op("Add", g.op("Relu", a), g.c(np.float32(1.0))),
+                 name="/mlp/gate")  # a quotient of two activations
     s = g.op("MatMul", gated, g.op("Transpose", gated, perm=[0, 2, 1]))
     m = g.model(g.op("MatMul", _causal(g, s, T), gated), ["batch", "seq", D])
-    with pytest.raises(CompileError, match="products of two activations") as e:
+    with pytest.raises(CompileError, match="division by a value computed from the input") as e:
         icl.compile(m, max_context=8)
     assert e.value.node == "/mlp/gate"
     g = G(["batch", "seq", D])

@@ -23,7 +23,7 @@ def small():
 def test_pipeline_is_registered_in_one_place():
     assert PASS_NAMES == DEFAULT_PIPELINE
     assert set(DEFAULT_PIPELINE) <= set(PASSES)
-    assert DEFAULT_PIPELINE[0] == "fold_constants" and DEFAULT_PIPELINE[-1] == "attention"
+    assert DEFAULT_PIPELINE[0] == "fold_constants" and DEFAULT_PIPELINE[-2:] == ("attention", "fuse_activation")
 
 
 def test_report_per_pass():

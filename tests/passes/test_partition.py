@@ -504,3 +504,28 @@ def test_wide_input_into_a_neurocore_population_gets_partial_and_sum_tiles():
         assert x.fan_in <= TINY["fan_in_per_core"] and x.neurons <= TINY["neurons_per_core"]
         if x.kind == "sum":  # one axon per (chunk, neuron)
             assert x.fan_in == len(pl.plans["h"].chunks) * (x.hi - x.lo)
+
+
+def test_activation_and_product_neurons_in_the_resource_model():
+    from icl_compiler.passes.quantise import quantise
+    from tests.ir.test_neuro import _gated
+
+    ng = lower(_gated())
+    res = partition(ng)
+    ops = {e["model"]: e for e in res["neuron_ops"]}
+    act, prod = ops["activation"], ops["product"]
+    assert act["ops_per_neuron"] is None and "exact" in act["what"]  # float: no response yet
+    assert prod["ops_per_neuron"] == 6 and prod["ops_per_token"] == 6 * prod["neurons"]
+    # their neurons and synapses are tiles like any other population's
+    for e in (act, prod):
+        tiles = [c for c in res["per_core"] if any(w.startswith(e["population"])
+                                                    for w in c["what"])]
+        assert tiles and res["placement"][e["population"]] == "neurocore"
+    assert prod["synapses_in"] == sum(int(np.count_nonzero(s.weights))
+                                      for s in ng.incoming(prod["population"]))
+    q, _ = quantise(ng, np.random.default_rng(0).uniform(-1, 1, (2, 8, 4)))
+    fixed = {e["model"]: e for e in partition(q)["neuron_ops"]}["activation"]
+    a = q.pop(act["population"]).act
+    assert fixed["ops_per_neuron"] == 6 + 4 * len(a.breaks) and "segment" in fixed["what"]
+    assert partition(q)["neuron_ops_per_token"] == fixed["ops_per_token"] + prod["ops_per_token"]
+    assert "neuron ops" in format_resources(res)

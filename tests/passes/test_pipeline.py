@@ -39,7 +39,7 @@ def test_default_pipeline(name):
     g = g0.copy()
     ctx = PassContext(max_context=meta["t_max"] if meta["mask"] in RUNTIME_MASKS else None)
     report = run_pipeline(g, ctx, verify_each=True)
-    assert [r["name"] for r in report][-1] == "attention"
+    assert [r["name"] for r in report][-2:] == ["attention", "fuse_activation"]
 
     pas = [n for n in g.topo_nodes() if n.op == "PlasticAttention"]
     assert len(pas) == meta["layers"]

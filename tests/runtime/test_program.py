@@ -477,3 +477,18 @@ def test_a_program_with_several_outputs_round_trips_and_its_output_specs_are_che
     _tamper_json(d, lambda doc: doc["neuro"]["io"]["bound"].update(attention_mask="twos"))
     with pytest.raises(icl.CompileError, match=r"io\.bound\.'attention_mask': 'twos' is not one"):
         icl.load(d)
+
+
+def test_activation_and_product_neurons_survive_save_and_load(tmp_path):
+    from tests.test_corpus import CORPUS
+
+    name = "llama_swiglu_rope_relu_attn__dynamo18_dynamic"
+    x = np.load(CORPUS / f"{name}.input.npy")[:2, :6]
+    prog = icl.compile(CORPUS / f"{name}.onnx", precision="fixed", calibration=x,
+                       max_context=32)
+    back = icl.load(prog.save(tmp_path / "out"))
+    acts = [p.name for p in prog.ng.populations() if p.model in ("activation", "product")]
+    assert acts and all(back.ng.pop(a).act == prog.ng.pop(a).act for a in acts)
+    np.testing.assert_array_equal(back.run(x, return_payload=True),
+                                  prog.run(x, return_payload=True))
+    assert back.report["activations"] == prog.report["activations"]

@@ -252,3 +252,35 @@ def test_head_sequence_by_hand():
     assert sat == 0
     out, *_ = fixed.head_sequence(ks, qs, vs, t_max=3, f="identity")
     assert out[0, :, 0].tolist() == [15, 5 * 6 + (-7) * (-4)]
+
+
+# -- multiplying neurons (activations, products) -----------------------------------------------------
+
+def test_operand_saturates_to_16_bits():
+    u, sat = fixed.operand(np.array([5, -40000, 32767, 32768, -32767]))
+    assert u.tolist() == [5, -32767, 32767, 32767, -32767] and sat == 2
+
+
+def test_round_shift_rounds_half_up():
+    assert fixed.round_shift(np.array([5, 6, 7, -5, -6, -7]), 2).tolist() == [1, 2, 2, -1, -1, -2]
+    assert fixed.round_shift(np.array([3, -3]), 0).tolist() == [3, -3]
+
+
+def test_pwl_by_hand():
+    # acc = 4 + 2u + 6·max(u − 1, 0) − 8·max(u − 3, 0), out = round(acc / 4)
+    u = np.array([-2, 0, 1, 2, 3, 5])
+    acc = [4 - 4, 4, 6, 8 + 6, 10 + 12, 14 + 24 - 16]
+    want = [(a + 2) >> 2 for a in acc]
+    assert fixed.pwl(u, 4, 2, [1, 3], [6, -8], 2).tolist() == want == [0, 1, 2, 4, 6, 6]
+
+
+def test_square_by_hand():
+    u = np.array([-5, -1, 0, 3, 12])
+    assert fixed.square(u, 3).tolist() == [3, 0, 0, 1, 18]  # round(25/8), ... round(144/8)
+    assert fixed.square(u, 3, relu=True).tolist() == [0, 0, 0, 1, 18]
+
+
+def test_product_is_lava_prodneuron():
+    # ProdNeuron fixed_pt: v = int32(a·b); v >>= exp (floor)
+    a, b = np.array([3, -3, 30000, 2**16]), np.array([5, 5, 30000, 2**16])
+    assert fixed.product(a, b, 2).tolist() == [3, -4, 225000000, 0]  # 2^32 wraps to 0

@@ -82,3 +82,29 @@ def test_timing_of_a_head_and_a_sequence():
     assert tau[h.out] - A == timing.HEAD_LATENCY and tau[h.q] == A + 1
     depth = tau[ng.io.output_pop]
     assert timing.sequence_steps(5, depth) == timing.STEPS_PER_TOKEN * 4 + depth + 1
+
+
+def test_activation_neurons_float_exact_fixed_integer():
+    from icl_compiler.ir.neuro import ActivationParams
+
+    act = Population("g", 3, NeuronModel.ACTIVATION, act=ActivationParams("gelu"))
+    x = np.array([[-1.0, 0.5, 2.0]])
+    out, sat = neurons.activation(act, x, False)
+    assert np.allclose(out, [[-0.15865525393145707, 0.34573123063700656, 1.9544997361036416]],
+                       rtol=1e-14) and sat == 0
+    pwl = Population("g", 3, NeuronModel.ACTIVATION,
+                     act=ActivationParams("gelu", "pwl", breaks=[0], slopes=[8], c0=0, c1=0,
+                                          frac=3))
+    out, sat = neurons.neuron(pwl, np.array([[-7, 5, 40000]]), True)  # relu(u) exactly
+    assert out.tolist() == [[0, 5, 32767]] and sat == 1  # the operand saturated
+    sq = Population("r", 2, NeuronModel.ACTIVATION, act=ActivationParams("relu2", "square",
+                                                                          frac=1))
+    assert neurons.neuron(sq, np.array([[-3, 3]]), True)[0].tolist() == [[0, 5]]
+
+
+def test_product_neurons_float_and_fixed():
+    p = Population("p", 2, NeuronModel.PRODUCT, q=QuantParams(prod_shift=3))
+    out, sat = neurons.product(p, np.array([[1.5, -2.0]]), np.array([[2.0, 4.0]]), False)
+    assert out.tolist() == [[3.0, -8.0]] and sat == 0
+    out, sat = neurons.product(p, np.array([[100, -100]]), np.array([[7, 40000]]), True)
+    assert out.tolist() == [[87, (-100 * 32767) >> 3]] and sat == 1

@@ -9,7 +9,8 @@ Processes (each one Lava process = one OS process in ``Loihi2SimCfg``):
   head's k/q, slot and value neurons (what ``graded``, ``kq``, ``slots`` and ``value`` below
   host in the separate layout, with the same code).
 * ``graded`` — one :class:`~procs.graded_neuron.process.GradedNeurons` hosting every static graded
-  population (graded, graded_relu, output) as a unit.
+  population (graded, graded_relu, output, activation, product) as a unit; a product unit has
+  two operands, ``cur`` (port 0 of the graph, with the bias) and ``b`` (port 1).
 * ``embedded`` — one :class:`~procs.embedded_op.process.EmbeddedOps` hosting every norm population
   and every row-sum divide (present only if the program has them).
 * per plastic head ``L{l}H{h}``: ``.K`` (``LearningDense``, Loihi2FLearningRule; float:
@@ -51,7 +52,7 @@ from ...semantics import fixed as fx
 from ...semantics.timing import STEPS_PER_TOKEN, sequence_steps, timing
 from .units import MAX_HEADS
 
-BANK_MODELS = ("graded", "graded_relu", "output")
+BANK_MODELS = ("graded", "graded_relu", "output", "activation", "product")
 
 
 @dataclass
@@ -351,7 +352,7 @@ def build_plan(ng: NeuroGraph, T: int | None, exp_in: str = DEFAULT_EXP_IN,
             if delay < 0:
                 raise PlanError(f"synapses {s.name}: negative delay {delay} (schedule bug)")
             contrib = (port, r, r + u["size"], delay) + ((int(s.exp) - 1,) if neuron_exp else ())
-            u["operands"].setdefault("cur", []).append(contrib)
+            u["operands"].setdefault("b" if s.port == 1 else "cur", []).append(contrib)
             r += u["size"]
         post_bank["ports"].append(rows)
         dense.append(DenseSpec(f"D{len(dense)}:{pre_proc}->{post_proc}", pre_proc, post_proc,

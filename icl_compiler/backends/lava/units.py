@@ -19,7 +19,7 @@ of the neuromorphic graph.  A :class:`Bank` holds a process's units and its inpu
   output are 0 in every other step.
 
 The value a unit computes is the reference interpreter's, by calling the neuron models of the
-semantics layer (``semantics.neurons.neuron``, ``neurons.divide``, ``fixed.k_payload`` …) on the
+semantics layer (``semantics.neurons.neuron``, ``neurons.product``, ``neurons.divide``, ``fixed.k_payload`` …) on the
 integrated current, so the Lava network and the NumPy backend share one definition of every
 neuron model (docs/semantics.md).
 """
@@ -102,7 +102,10 @@ class Bank:
         """The unit's output for the token it fires for (the emulator's arithmetic)."""
         kind = unit["kind"]
         pop = unit["pop"]
-        if kind in ("graded", "graded_relu", "output", "k", "q", "v", "norm"):
+        if kind == "product":
+            return neurons.product(pop, self.current(unit, time_step)[None],
+                                   self.operand(unit, "b", time_step)[None], self.fixed)[0][0]
+        if kind in ("graded", "graded_relu", "output", "activation", "k", "q", "v", "norm"):
             val = neurons.neuron(pop, self.current(unit, time_step)[None], self.fixed)[0][0]
             if kind == "k" and self.fixed:
                 return fixed.k_payload(val, unit.get("residual", False))

@@ -127,6 +127,15 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                 raise _err(bad, f"attention score function {op} is not supported (f must be "
                                 "identity, ReLU or ReLU², with optional scaling and row-sum "
                                 "normalisation)", "retrain with f = ReLU")
+            biased = _position_bias(sub, s_val, a_val, S_, perm, tril, tol)
+            if biased is not None:
+                raise _err(biased if biased is not True else p1,
+                           "the attention weights depend on the query and key positions beyond "
+                           "the causal mask (equal scores give different weights: an additive "
+                           "position bias such as ALiBi, or a relative-position term); a plastic "
+                           "KV cache applies f to each slot's score q·k alone, so f(q·k + b(t, s)) "
+                           "is not elementwise in q·k",
+                           "encode relative positions with rotary embeddings (RoPE) on q and k")
             raise _err(p1, "the attention score function is not of the form post·f(scale·q·k) "
                            f"with f ∈ {{identity, relu, relu2}} (checked at sequence length {T_})",
                        "use f ∈ {identity, relu, relu2} with constant scales")
@@ -141,6 +150,31 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     # f(c·(a·q)·(b·k)) = f(c·a·b·q·k): scalar scales on Q and K join the attention scale
     scale = scale * q.factor * k.factor
     return Attn(p1, p2, target, q, k, v, z_idx, z_lay, f, scale, norm, eps, t_max, H, d_k, d_v)
+
+def _position_bias(sub: Graph, s_val: str, a_val: str, S_: np.ndarray, perm, tril, tol):
+    """Equal scores (every score 1.5, then 3.0) that give different weights at different
+    causal (t, s) pairs: the first op of the region whose output varies there (where the
+    position term enters), or True; None if the weights do not depend on the positions."""
+    inside = tril.ravel() > 0
+
+    def varies(x) -> bool:
+        x = np.asarray(x, np.float64)
+        if x.size != S_.size:
+            return False
+        x = x.ravel()[perm][inside]
+        return bool(np.all(np.isfinite(x)) and np.ptp(x) > tol)
+
+    for c in (1.5, 3.0):
+        try:
+            res = interpret(sub, {s_val: np.full(S_.shape, c)}, float_dtype="float64",
+                            keep=True)
+        except Exception:  # noqa: BLE001 - not evaluable: no diagnosis
+            return None
+        if varies(res[a_val]):
+            return next((n for n in sub.topo_nodes() if varies(res.get(n.outputs[0], ()))),
+                        True)
+    return None
+
 
 def _diagnose(g: Graph, info: dict[str, Info], found: list[Attn]) -> list[CompileError]:
     """Products of two activations that are not part of a recognised attention: why, each."""

@@ -15,25 +15,32 @@ norm, an attention input, a value read by several consumers, the output).
   arange, a sliced learned table, a table the exporter folded into a constant, OPT's offset
   positions) become a per-position table: the host sends a one-hot position spike each token
   into a Dense holding the table, exactly like the token embedding.
-* Neurons: ReLU → graded ReLU neurons; LayerNorm/RMSNorm → norm populations on an embedded core;
+* Neurons: ReLU → graded ReLU neurons; smooth activations (``Activation``, from
+  ``fuse_activation``) → activation neurons; elementwise products of two token values (gated
+  MLPs) and linear maps whose weights change with the position (rotary embeddings) → product
+  neurons (:mod:`.products`); LayerNorm/RMSNorm → norm populations on an embedded core;
   token ids enter one-hot through a Dense (the embedding table); each attention head becomes
   k/q/v populations, T_max slot neurons and plastic K/V synapse groups (DESIGN §4).
 
 Modules: :mod:`.lowerer` (the driver: forms, probing, position tables), :mod:`.neurons` (the
-ops that need neurons), :mod:`.forms` (affine forms and helpers).
+ops that need neurons), :mod:`.products` (product neurons), :mod:`.forms` (affine forms and
+helpers).
 
 Invariants: float semantics are unchanged (checked against the interpreter in tests); the result
 passes ``verify_neuro``.  As the pipeline's ``lower`` pass (:data:`PASS`) it also writes the
-report's ``attention`` section (lowering and encodings per head) and ``offcore``, and records in
+report's ``attention`` section (lowering and encodings per head), ``offcore`` and
+``activations`` (the activation and product populations), and records in
 the program's I/O contract which auxiliary inputs were bound.
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
+
 from ...errors import CompileError
 from ...ir.graph import Graph
-from ...ir.neuro import NeuroGraph
+from ...ir.neuro import NeuroGraph, NeuronModel
 from ...semantics.neurons import encodings
 from ...targets.loihi2 import as_target
 from ..attention import attention_report
@@ -43,7 +50,7 @@ from ..partition.cost import check_heads_fit
 from .forms import Affine, _op
 from .lowerer import Lowerer
 
-__all__ = ["lower", "PASS", "Lowerer", "Affine"]
+__all__ = ["lower", "PASS", "Lowerer", "Affine", "activation_report"]
 
 
 def _first_blocker(g: Graph) -> CompileError | None:
@@ -76,9 +83,34 @@ def _unmapped(g: Graph) -> list[CompileError]:
     return out
 
 
+def activation_report(ng: NeuroGraph) -> list[dict]:
+    """The report's ``activations``: one entry per activation or product population (its
+    function, neurons and incoming synapses; the quantiser adds the fixed-point response and
+    its measured error)."""
+    out = []
+    for p in ng.populations():
+        if p.model not in (NeuronModel.ACTIVATION, NeuronModel.PRODUCT):
+            continue
+        syn = sum(int(np.count_nonzero(s.weights)) for s in ng.incoming(p.name))
+        e = {"population": p.name, "neuron": str(p.model), "size": p.size, "synapses_in": syn}
+        if p.act is not None:
+            e.update(fn=p.act.fn, method="exact" if p.act.method == "exact" else p.act.method)
+        else:
+            e["operand_b"] = sorted({s.pre for s in ng.incoming(p.name) if s.port == 1})
+        out.append(e)
+    return out
+
+
 def lower(graph: Graph, precision: str = "float") -> NeuroGraph:
     """Lower to a float neuromorphic graph; ``precision`` is the final one (for checks)."""
     return Lowerer(graph, precision).run()
+
+
+def lower_with_notes(graph: Graph, precision: str = "float") -> tuple[NeuroGraph, list[dict]]:
+    """:func:`lower`, and the report's ``token_ops`` (convolutions and pooling: how each was
+    lowered, its features and weights)."""
+    lw = Lowerer(graph, precision)
+    return lw.run(), lw.token_ops
 
 
 AUTO_REASON = ("auto: kv_slot (exact in Loihi fixed point; fast_weight would need 9-bit weights "
@@ -109,7 +141,8 @@ def _run(m: Module, ctx: PassContext) -> str:
             a = n.attrs
             check_heads_fit(target, int(a["T_max"]), int(a["d_k"]), int(a["d_v"]),
                             heads=int(a["heads"]), node=n.onnx_name or n.name)
-    ng = m.neuro = lower(m.tensor, ctx.precision)
+    ng, token_ops = lower_with_notes(m.tensor, ctx.precision)
+    m.neuro = ng
     ng.io.bound = {k: (v if isinstance(v, str) and v in ("ones", "zeros", "arange") else "file")
                    for k, v in ctx.report.get("model", {}).get("bound_inputs", {}).items()}
     heads = {(h.layer, h.head): h for h in ng.heads}
@@ -120,6 +153,8 @@ def _run(m: Module, ctx: PassContext) -> str:
         entry["encodings"] = encodings(heads[entry["layer"], entry["head"]])
     ctx.report["attention"] = attention
     ctx.report["offcore"] = [asdict(o) for o in ng.offcore]
+    ctx.report["activations"] = activation_report(ng)
+    ctx.report["token_ops"] = token_ops
     return (f"{len(ng.populations())} populations, {len(ng.synapses())} synapse groups, "
             f"{len(ng.heads)} plastic heads")
 

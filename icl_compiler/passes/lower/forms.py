@@ -16,13 +16,20 @@ MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Flatten", "S
 AFFINE = MOVES | {"Add", "Sub", "Neg", "Mul", "Div", "MatMul", "Gemm", "Linear", "Einsum",
                   "Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "ReduceMean",
                   "ReduceSum", "CumSum", "Sum", "Mean", "Where"}
-MAPPED = ("the lowering maps Linear, Relu, LayerNorm/RMSNorm/L2 norms, data movement and other "
-          "linear ops, embeddings and attention")
+CONV_OPS = ("Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool")
+MAPPED = ("the lowering maps Linear, Relu, the smooth activations it recognises (GELU, SiLU, "
+          "sigmoid, tanh, softplus …), elementwise products (gated MLPs, rotary embeddings), "
+          "LayerNorm/RMSNorm/L2 norms, data movement and other linear ops, embeddings and "
+          "attention")
+_OUTSIDE = ("outside a recognised activation (the fuse_activation pass matches whole elementwise "
+            "functions of one value: GELU, SiLU, sigmoid, tanh, softplus, mish, ELU, ReLU²)")
 NEURON_HINTS = {
-    "Gelu": "retrain with ReLU",
-    "Erf": "GELU (erf form): retrain with ReLU",
-    "Tanh": "tanh (e.g. the tanh form of GELU): retrain with ReLU",
-    "Sigmoid": "sigmoid/SiLU: retrain with ReLU",
+    "Gelu": "Gelu " + _OUTSIDE,
+    "Erf": "Erf " + _OUTSIDE,
+    "Tanh": "Tanh " + _OUTSIDE,
+    "Sigmoid": "Sigmoid " + _OUTSIDE,
+    "Pow": "Pow " + _OUTSIDE,
+    "Exp": "Exp " + _OUTSIDE,
 }
 
 

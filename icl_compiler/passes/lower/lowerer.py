@@ -15,12 +15,13 @@ from ...ir.ops import OPS, with_defaults
 from ...ir.symbolic import is_sym, resolve
 from ..classify import Info, Kind, classify
 from ..util import ancestors
-from .forms import (AFFINE, MAPPED, MOVES, NEURON_HINTS, Affine, _add, _compose, _monomial, _op,
-                    _short, _stack)
+from .forms import (AFFINE, CONV_OPS, MAPPED, MOVES, NEURON_HINTS, Affine, _add, _compose,
+                    _monomial, _op, _short, _stack)
 from .neurons import NeuronOps
+from .products import PerPosition, ProductOps
 
 
-class Lowerer(NeuronOps):
+class Lowerer(NeuronOps, ProductOps):
     def __init__(self, graph: Graph, precision: str):
         self.t = graph
         self.final_precision = precision  # the graph is built in float; quantise comes after
@@ -35,6 +36,7 @@ class Lowerer(NeuronOps):
         self.pos_pop: str | None = None
         self.vocab: int | None = None
         self._pos_cache: dict = {}
+        self.token_ops: list[dict] = []  # the report's token_ops: convolutions and pooling
 
     # -- helpers ------------------------------------------------------------------------------
     def err(self, node: Node, reason: str, hint: str | None = None) -> CompileError:
@@ -43,9 +45,10 @@ class Lowerer(NeuronOps):
     def new_pop(self, name: str, size: int, model: NeuronModel, layer: int | None, **kw) -> str:
         return self.ng.new_population(name, size, model, layer=layer, **kw).name
 
-    def connect(self, pre: str, post: str, W: np.ndarray, role: Role = Role.STATIC, rule=None):
+    def connect(self, pre: str, post: str, W: np.ndarray, role: Role = Role.STATIC, rule=None,
+                port: int = 0):
         return self.ng.connect(pre, post, np.asarray(W, np.float64), role=role,
-                               rule=copy.deepcopy(rule))
+                               rule=copy.deepcopy(rule), port=port)
 
     def materialise_form(self, form: Affine, name: str, model: str, layer: int | None,
                          **kw) -> str:
@@ -244,11 +247,14 @@ class Lowerer(NeuronOps):
     # -- dispatch ---------------------------------------------------------------------------------
     def lower_node(self, node: Node, layer: int) -> int:
         op = _op(node)
-        handler = getattr(self, f"op_{node.op}", None)
+        handler = getattr(self, f"op_{node.op}", None) or (
+            getattr(self, f"op_{op}", None) if node.op == "Onnx" else None)
         if handler is not None:
             return handler(node, layer)
         if any(i in self.ids for i in node.inputs if i):
             self._ids_move(node)
+            return layer
+        if len(self._tokens(node)) == 2 and self._bilinear(node, layer):
             return layer
         if op in AFFINE:
             self._affine(node)
@@ -285,7 +291,8 @@ class Lowerer(NeuronOps):
         attrs = resolve(with_defaults(node.op, node.attrs), env)
         if node.op == "Cast" and np.dtype(attrs["to"]).kind == "f":
             return np.asarray(xs[0], np.float64)  # the lowering computes in float64
-        return np.asarray(OPS[node.op].compute(xs, attrs)[j], np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):  # probes may divide by zero
+            return np.asarray(OPS[node.op].compute(xs, attrs)[j], np.float64)
 
     def _affine(self, node: Node) -> None:
         """Every token output of a linear op: Σ_k M_k·form_k + C(t), found by probing."""
@@ -311,7 +318,7 @@ class Lowerer(NeuronOps):
             except Exception as e:  # noqa: BLE001 - e.g. a table too short for T_max
                 raise self._length_error(node, j, zero, e) from None
             C = L.token_view(y0, out_lay, env)
-            parts = []
+            parts: list | None = []
             for k in toks:
                 v = node.inputs[k]
                 in_lay = self.info[v].layout
@@ -321,17 +328,36 @@ class Lowerer(NeuronOps):
                     xs[k] = x
                     return self._eval(node, xs, env, j) - y0
 
-                M = self._matrix(node, k, j, fn, in_lay, out_lay, env)
+                try:
+                    M = self._matrix(node, k, j, fn, in_lay, out_lay, env)
+                except PerPosition as e:  # e.g. rotary embeddings: product neurons
+                    form = self._per_position(node, k, j, fn, in_lay, out_lay, env, str(e))
+                    parts = None
+                    break
                 parts.append((self.form_of(v), M, v))
-            if len(parts) > 1:
-                self._check_jointly(node, j, base, toks, [M for _, M, _ in parts], C, env)
-            form = self._combine(node, parts, L.n_features(out_lay))
+            if parts is not None:
+                if len(parts) > 1:
+                    self._check_jointly(node, j, base, toks, [M for _, M, _ in parts], C, env)
+                if _op(node) in CONV_OPS:
+                    self._note_conv(node, parts)
+                form = self._combine(node, parts, L.n_features(out_lay))
             terms = form.terms
             bias, table = self._constant(node, C, j, zero)
             if table is not None:
                 terms = terms + [(self._position_pop(node), table.T)]
             self.forms[o] = Affine(form.n, terms, _add(form.bias, bias),
                                    selection=form.selection and bias is None and table is None)
+
+    def _note_conv(self, node: Node, parts) -> None:
+        """The report's token_ops entry of a convolution or average pooling within a token."""
+        M = parts[0][1]
+        conv = _op(node) in ("Conv", "ConvTranspose")
+        self.token_ops.append({
+            "node": node.onnx_name or node.name, "op": _op(node),
+            "lowered_as": ("a Dense with the unrolled kernel" if conv else
+                           "a Dense with the averaging weights (a linear map)"),
+            "in_features": int(M.shape[1]), "out_features": int(M.shape[0]),
+            "nonzero_weights": int(np.count_nonzero(M))})
 
     def _length_error(self, node: Node, j: int, zero: set[int], e: Exception) -> CompileError:
         """The op cannot be evaluated at T_max positions: say up to how many it can."""
@@ -369,10 +395,7 @@ class Lowerer(NeuronOps):
             want = want + x @ M.T
         y = L.token_view(self._eval(node, xs, env, j), self.info[node.outputs[j]].layout, env)
         if not np.allclose(y, want, rtol=1e-6, atol=1e-9 * max(1.0, float(np.abs(want).max()))):
-            if _op(node) in ("Mul", "Div", "MatMul", "Einsum", "Pow"):
-                raise self.err(node, "elementwise products of two activations have no neuron "
-                                     "mapping yet (gated MLPs need product neurons)")
-            raise self.err(node, "the op is not a linear function of its token inputs")
+            raise self._two_activations(node)
 
     def _matrix(self, node: Node, k: int, j: int, fn, in_lay, out_lay, env) -> np.ndarray:
         """The op's matrix for token input k (data movement: a selection, exact)."""
@@ -391,14 +414,24 @@ class Lowerer(NeuronOps):
         try:
             M, _ = L.linear_map(fn, in_lay, out_lay, env)
         except L.LayoutError as e:
-            if _op(node) in ("Mul", "Div") and len(self._tokens(node)) > 1:
-                raise self.err(node, "elementwise products of two activations have no neuron "
-                                     "mapping yet (gated MLPs need product neurons)") from None
-            if _op(node) in ("Mul", "Div", "MatMul", "Einsum"):
-                raise self.err(node, "a product with values that change with the position "
-                                     "(e.g. rotary embeddings) has no neuron mapping yet") from None
-            raise self.err(node, f"cannot map this op to synapses: {e}") from None
+            toks = self._tokens(node)
+            if len(toks) > 1:
+                raise self._two_activations(node) from None
+            raise PerPosition(f"cannot map this op to synapses: {e}") from None
         return M
+
+    def _two_activations(self, node: Node) -> CompileError:
+        """The refusal of an op that combines two token values non-linearly."""
+        op = _op(node)
+        if op in ("Div", "Reciprocal"):
+            return self.err(node, "a division by a value computed from the input has no neuron "
+                                  "mapping (only norms and attention's row sum divide, on an "
+                                  "embedded core)")
+        if op in ("Mul", "MatMul", "Einsum", "Pow"):
+            return self.err(node, "this product of two activations is not elementwise (each "
+                                  "output must be a product of one feature of each operand); "
+                                  "product neurons map elementwise products such as gated MLPs")
+        return self.err(node, "the op is not a linear function of its token inputs")
 
     def _linear_fast(self, node: Node, k: int, in_lay) -> np.ndarray | None:
         """Linear/MatMul/Gemm with a constant 2-D weight on the last axis, when the token's

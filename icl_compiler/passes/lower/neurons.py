@@ -1,5 +1,5 @@
 """The lowering's ops that need neurons: the token embedding (one-hot token ids through a Dense),
-ReLU (graded ReLU neurons), the norms (embedded-core populations) and the plastic attention heads
+ReLU (graded ReLU neurons), smooth activations (activation neurons), the norms (embedded-core populations) and the plastic attention heads
 (k/q/v populations, slot neurons, plastic K/V synapses; DESIGN §4)."""
 from __future__ import annotations
 
@@ -7,11 +7,22 @@ import numpy as np
 
 from ...ir import layout as L
 from ...ir.graph import Node
-from ...ir.neuro import (Encoding, HeadSpec, Lowering, NeuronModel, NormParams, OffcoreOp,
-                         Placement, Role)
+from ...ir.neuro import (ActivationParams, Encoding, HeadSpec, Lowering, NeuronModel, NormParams,
+                         OffcoreOp, Placement, Role)
 from ...ir.ops import ROW_NORMS, with_defaults
 from ...semantics.neurons import K_WRITE_RULE, V_WRITE_RULE
-from .forms import Affine, _short
+from .forms import Affine, _short, _stack
+
+
+def _sub(a, b):
+    if a is None and b is None:
+        return None
+    return (0 if a is None else a) - (0 if b is None else b)
+
+
+def _concat(a: Affine, b: Affine) -> Affine:
+    """The rows of a, then the rows of b."""
+    return a if b.n == 0 else _stack([a, b])
 
 
 class NeuronOps:
@@ -41,6 +52,89 @@ class NeuronOps:
         pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.GRADED_RELU,
                                     layer)
         self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def op_Activation(self, node: Node, layer):
+        """A smooth activation (the fuse_activation pass's op): one activation neuron per
+        feature, the exact function in float, an integer response fitted by the quantiser."""
+        form = self.form_of(node.inputs[0])
+        pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.ACTIVATION, layer,
+                                    act=ActivationParams(fn=node.attrs["fn"]))
+        self.set_pop(node.outputs[0], pop)
+        return layer
+
+    def op_MaxPool(self, node: Node, layer):
+        """Max pooling within a token, exactly: each output's window (found by probing: a
+        one-hot feature shows which outputs read it, checked on a random input) is reduced by a
+        tournament of max(a, b) = b + relu(a − b): graded ReLU neurons, ⌈log2 w⌉ levels."""
+        from ...ir import layout as L
+
+        x, o = node.inputs[0], node.outputs[0]
+        if len(node.outputs) > 1 and any(self.t.consumers(v) for v in node.outputs[1:]):
+            raise self.err(node, "MaxPool's indices output has no neuron mapping")
+        env = self.env()
+        in_lay, out_lay = self.info[x].layout, self.info[o].layout
+        n_in, n_out = L.n_features(in_lay), L.n_features(out_lay)
+        nb, nt = L._bt(in_lay, env)
+
+        def run(v: np.ndarray) -> np.ndarray:
+            xs = [L.from_token_view(v, in_lay, env)]
+            return L.token_view(self._eval(node, xs, env, 0), out_lay, env)
+
+        windows: list[list[int]] = [[] for _ in range(n_out)]
+        per = nb * nt  # one probed feature per token: tokens are independent
+        for start in range(0, n_in, per):
+            js = np.arange(start, min(start + per, n_in))
+            v = np.zeros((per, n_in))
+            v[np.arange(len(js)), js] = 1.0
+            y = run(v.reshape(nb, nt, n_in)).reshape(per, n_out)
+            for r, j in enumerate(js):
+                for i in np.nonzero(y[r] == 1.0)[0]:
+                    windows[i].append(int(j))
+        v = np.random.default_rng(5).normal(size=(nb, nt, n_in))
+        want = np.stack([v[..., w].max(-1) if w else np.full(v.shape[:2], np.nan)
+                         for w in windows], -1)
+        if any(not w for w in windows) or not np.allclose(run(v), want, rtol=0, atol=1e-12):
+            raise self.err(node, "this MaxPool is not a maximum over fixed windows of each "
+                                 "token's features")
+        form = self.form_of(x)
+        sel = np.zeros((sum(len(w) for w in windows), n_in))
+        owner, r = [], 0
+        for i, w in enumerate(windows):
+            sel[np.arange(r, r + len(w)), w] = 1.0
+            owner += [i] * len(w)
+            r += len(w)
+        cand = self._combine(node, [(form, sel, x)], len(owner))  # every window's entries
+        owner = np.array(owner)
+        relus = 0
+        while len(owner) > n_out:
+            ia, ib, keep, new_owner = [], [], [], []
+            for i in range(n_out):
+                rows = np.nonzero(owner == i)[0]
+                for a, b in zip(rows[0::2], rows[1::2]):
+                    ia.append(a)
+                    ib.append(b)
+                    new_owner.append(i)
+                if len(rows) % 2:
+                    keep.append(rows[-1])
+            A, Bf = cand.rows(np.array(ia)), cand.rows(np.array(ib))
+            diff = Affine(len(ia), A.terms + [(p, -W) for p, W in Bf.terms],
+                          _sub(A.bias, Bf.bias))
+            r_pop = self.materialise_form(diff, _short(o) + f".max{relus}",
+                                          NeuronModel.GRADED_RELU, layer)
+            relus += 1
+            m = Affine(len(ia), Bf.terms + [(r_pop, np.eye(len(ia)))], Bf.bias)
+            kept = cand.rows(np.array(keep, dtype=int))
+            cand = _concat(m, kept)
+            owner = np.array(new_owner + [int(owner[k]) for k in keep])
+        order = np.argsort(owner, kind="stable")
+        self.forms[o] = cand.rows(order)
+        self.token_ops.append({"node": node.onnx_name or node.name, "op": "MaxPool",
+                               "lowered_as": "max(a, b) = b + relu(a − b): a tournament of "
+                                             "graded ReLU neurons (exact)",
+                               "in_features": n_in, "out_features": n_out,
+                               "window": max(len(w) for w in windows), "levels": relus,
+                               "neurons": int(sum(len(w) - 1 for w in windows))})
         return layer
 
     def _norm(self, node: Node, layer, kind: str, axis: int = -1):

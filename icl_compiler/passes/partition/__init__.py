@@ -37,7 +37,7 @@ from .cost import _packing_cost, axon_bits, block_bits, dense_bits, learning_sta
 from .packing import _layer_key, _pack
 from .tiling import _effective_layers, _plan, _Planner
 
-__all__ = ["partition", "PASS", "block_bits", "axon_bits", "dense_bits", "learning_state_bits",
+__all__ = ["partition", "PASS", "neuron_ops", "block_bits", "axon_bits", "dense_bits", "learning_state_bits",
            "_packing_cost", "_effective_layers", "_plan", "_pack", "_assign_chips", "_consumers"]
 
 def partition(ng: NeuroGraph, target=None) -> dict:
@@ -151,6 +151,7 @@ def partition(ng: NeuroGraph, target=None) -> dict:
         "head_slot_splits": pl.slot_splits,
         "tiles": len(tiles),
     }
+    nops = neuron_ops(ng)
     res = {
         "target": t.to_dict(),
         "cores_used": n_cores,
@@ -178,6 +179,8 @@ def partition(ng: NeuroGraph, target=None) -> dict:
         "embedded_cores_per_chip": t.embedded_cores_per_chip,
         "host_ops": host_ops,
         "host_ops_per_token": int(sum(x["ops_per_token"] for x in host_ops)),
+        "neuron_ops": nops,
+        "neuron_ops_per_token": int(sum(x["ops_per_token"] or 0 for x in nops)),
         "placement": placement,
         "placement_counts": {k: sum(1 for v in placement.values() if v == k)
                              for k in ("neurocore", "embedded", "host")},
@@ -203,6 +206,32 @@ def _consumers(pl: _Planner, t: Target) -> list[dict]:
                     "synapse_bits": sum(x.bits for x in ts), "neurons": sum(x.neurons for x in ts),
                     "largest_input": f"{big.syn} ({big.pre_size} pre neurons)" if big else "-"})
     out.sort(key=lambda d: -d["cores"])
+    return out
+
+
+def neuron_ops(ng: NeuroGraph) -> list[dict]:
+    """Per-token microcode operations of the neurons that compute more than a sum: activation
+    neurons (their integer response: ``activation_fit.ops_per_neuron``) and product neurons
+    (``activation_fit.PRODUCT_OPS``), with their neurons and incoming synapses.  In float mode an
+    activation computes the exact function (no hardware response yet): ops are None."""
+    from ..activation_fit import PRODUCT_OPS, ops_per_neuron
+
+    out = []
+    for p in ng.populations():
+        if p.model not in ("activation", "product"):
+            continue
+        syns = sum(int(np.count_nonzero(s.weights)) for s in ng.incoming(p.name))
+        if p.model == "product":
+            per, what = PRODUCT_OPS, "product a·b (two 16-bit operands, multiply, shift)"
+        elif p.act.method == "exact":
+            per, what = None, f"{p.act.fn}, exact (float mode)"
+        else:
+            per = ops_per_neuron(p.act)
+            what = (f"{p.act.fn}: {len(p.act.breaks) + 1}-segment integer piecewise-linear "
+                    "response" if p.act.method == "pwl" else f"{p.act.fn}: integer square")
+        out.append({"population": p.name, "model": str(p.model), "neurons": p.size,
+                    "synapses_in": syns, "ops_per_neuron": per,
+                    "ops_per_token": None if per is None else per * p.size, "what": what})
     return out
 
 

@@ -17,6 +17,9 @@ A tile computes a contiguous range of one population's neurons (the synapses liv
   learning-engine state: 2 traces per axon, 3 per post neuron, 15 bits each (7 + 8 fraction),
   rounded to words, and 4 words of rule microcode per plastic tile.  A row-sum neuron
   (normalised heads) costs one neuron and one 1-weight axon per slot.
+* activation and product neurons are one neuron each (a product neuron has two dendritic
+  inputs, like Lava's ProdNeuron; its two synapse groups are counted like any other); their
+  per-token microcode operations are the report's ``neuron_ops`` (``partition.neuron_ops``).
 """
 from __future__ import annotations
 
