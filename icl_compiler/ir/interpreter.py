@@ -18,14 +18,29 @@ def bind_dims(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, int]:
             raise ValueError(f"input {name!r}: expected rank {v.rank}, got shape {arr.shape}")
         for d, actual in zip(v.shape, arr.shape):
             if is_sym(d):
-                if len(d.free_symbols) != 1 or d != next(iter(d.free_symbols)):
+                if len(d.free_symbols) != 1:
                     continue
-                key = str(d)
-                if env.setdefault(key, actual) != actual:
-                    raise ValueError(f"dimension {key} bound to {env[key]} and {actual}")
+                sym_ = next(iter(d.free_symbols))
+                value = actual if d == sym_ else _solve_linear(d, sym_, actual)
+                if value is None:
+                    continue
+                key = str(sym_)
+                if env.setdefault(key, value) != value:
+                    raise ValueError(f"dimension {key} bound to {env[key]} and {value}")
             elif d != actual:
                 raise ValueError(f"input {name!r}: expected shape {v.shape}, got {arr.shape}")
     return env
+
+
+def _solve_linear(d, sym_, actual: int) -> int | None:
+    """The value of ``sym_`` with ``d(sym_) == actual`` when ``d = a·sym_ + b`` (e.g. a batch×heads
+    axis ``2*batch``), else None."""
+    b = d.subs(sym_, 0)
+    a = d.subs(sym_, 1) - b
+    if not (a.is_Integer and b.is_Integer) or int(a) == 0 or (d - (a * sym_ + b)).expand() != 0:
+        return None
+    q, r = divmod(int(actual) - int(b), int(a))
+    return q if r == 0 and q > 0 else None
 
 
 def run(graph: Graph, feeds: dict[str, np.ndarray], *, float_dtype: str | None = None,

@@ -2,6 +2,7 @@
 static and symbolic dims, and the errors for inputs that do not fit."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from icl_compiler.ir.graph import Value
@@ -140,3 +141,22 @@ def test_broadcast_of_symbolic_and_static_dims():
     assert broadcast((3, 1), (1,)) == (3, 1)
     with pytest.raises(ValueError, match="broadcast"):
         broadcast((3,), (4,))
+
+
+def test_interpreter_binds_a_dim_from_a_merged_axis():
+    """An input shaped [2·batch, seq] (batch × heads merged, as after q.view(B*H, T, d)) binds
+    batch from its first axis, so ops that read ``batch`` evaluate."""
+    from icl_compiler.ir.graph import Graph
+    from icl_compiler.ir.interpreter import bind_dims, run
+    from icl_compiler.ir.symbolic import sym
+
+    B, T = sym("batch"), sym("seq")
+    g = Graph("merged")
+    g.add_value("s", (2 * B, T), "float32")
+    g.inputs = ["s"]
+    g.add_value("z", (B, 2, T), "float32")
+    g.add_node("Reshape", ["s"], ["z"], {"shape": [B, 2, T]})
+    g.outputs = ["z"]
+    assert bind_dims(g, {"s": np.zeros((6, 4))}) == {"batch": 3, "seq": 4}
+    assert bind_dims(g, {"s": np.zeros((5, 4))}) == {"seq": 4}  # 5 is not 2·batch: unbound
+    assert run(g, {"s": np.arange(24.0).reshape(6, 4)})["z"].shape == (3, 2, 4)
