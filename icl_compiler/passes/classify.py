@@ -119,6 +119,12 @@ def _node(g: Graph, n: Node, ins: list[Info | None]) -> list[Info]:
         # scores divided by their row sum (normalisation before ·V): still pairwise
         ins = [Info(Kind.POS) if i is not None and i.kind == Kind.MIXED else i for i in ins]
         mixed, extra = [], frozenset({"rownorm"})
+    elif mixed and all("rowsum" in i.flags for i in mixed) and _opt(n) in ELEMENTWISE and any(
+            i.kind == Kind.TOKEN and "attention" in i.flags for i in present):
+        # an attention read divided by its row sum (normalisation after ·V): a token value,
+        # as the attention pass will make it
+        ins = [Info(Kind.POS) if i is not None and i.kind == Kind.MIXED else i for i in ins]
+        mixed = []
     if mixed:
         m = mixed[0]
         return [Info(Kind.MIXED, reason=m.reason, node=m.node, flags=m.flags & {"rowsum"},

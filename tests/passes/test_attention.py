@@ -313,3 +313,23 @@ def test_alibi_position_bias_is_refused_naming_its_add(mask):
     with pytest.raises(CompileError, match="additive position bias such as ALiBi") as e:
         icl.compile(m, max_context=CTX)
     assert e.value.node == "/alibi/add" and "rotary" in e.value.hint
+
+
+@pytest.mark.parametrize("norm", ["post", "post_max"])
+def test_two_layers_normalised_after_the_read(norm):
+    """(A·V) / (Σ A + eps) in layer 0 is a token value for layer 1 (whose own denominator has
+    layer 0 upstream): both layers become PlasticAttention with the row-sum divide."""
+    b = Builder(seed=5)
+    x = b.input("x", (B, T, 6))
+    h = x
+    for _ in range(2):
+        q, k, v = (b.op("SplitHeads", b.linear(h, 6, 6), heads=2) for _ in range(3))
+        y = _core(b, q, k, v, mask="tril_mul", f="relu", scale="scores_mul", norm=norm,
+                  einsum=False)
+        h = b.op("Add", h, b.linear(b.op("MergeHeads", y), 6, 6))
+    g = b.output(h)
+    out, summary = apply("attention", g, CTX)
+    pas = [n for n in out.nodes.values() if n.op == "PlasticAttention"]
+    assert len(pas) == 2, summary
+    assert {p.attrs["normalisation"] for p in pas} == {"rowsum" if norm == "post" else "rowsum_max"}
+    assert_same_numbers(g, out, seqs=(5, 9))

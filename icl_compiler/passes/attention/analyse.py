@@ -2,6 +2,7 @@
 that are not attention (:func:`_diagnose`)."""
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 
 from ...errors import CompileError
@@ -32,8 +33,12 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     post = _norm_after(g, info, z, a_val)
     den_nodes: list[Node] = []
     if post is not None:
+        # the ops from the scores to the denominator (not an earlier layer's: those are
+        # ancestors too, through this layer's q and k)
+        after = nx.descendants(g.nx(), p1.name)
         den_nodes = [n for n in ancestors(g, post[1]) if n.name not in {x.name for x in nodes}
-                     and n.name != p1.name and info[n.outputs[0]].kind in (Kind.MIXED, Kind.PAIR)]
+                     and n.name != p1.name and n.name in after
+                     and info[n.outputs[0]].kind in (Kind.MIXED, Kind.PAIR)]
     allowed = {n.name for n in nodes} | {p2.name} | {n.name for n in den_nodes}
     if post is not None:
         allowed.add(post[0].name)
