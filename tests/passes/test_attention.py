@@ -333,3 +333,20 @@ def test_two_layers_normalised_after_the_read(norm):
     assert len(pas) == 2, summary
     assert {p.attrs["normalisation"] for p in pas} == {"rowsum" if norm == "post" else "rowsum_max"}
     assert_same_numbers(g, out, seqs=(5, 9))
+
+
+def test_a_sliding_window_is_refused_as_such_naming_the_mask():
+    """A mask that also hides keys 3 or more positions back: not a position bias (no ALiBi
+    hint) but a window, and --max-context 3 is the way out."""
+    def window(b, s):
+        r = b.op("Range", start=0, limit=T, delta=1, dtype="int64")
+        dist = b.op("Sub", b.op("Unsqueeze", r, axes=[1]), b.op("Unsqueeze", r, axes=[0]))
+        far = b.op("GreaterOrEqual", dist, b.const(3, dtype="int64"))
+        return b.op("Where", far, b.const(-np.inf), s, onnx_name="/attn/window_fill")
+    g = build(mask="where_bool", extra=window)
+    with pytest.raises(CompileError, match=r"hides keys 3 or more positions back .* sliding "
+                                           r"window of the last 3 tokens") as e:
+        apply("attention", g, CTX)
+    assert e.value.node == "/attn/window_fill" and "--max-context 3" in e.value.hint
+    h, _ = apply("attention", g, PassContext(max_context=3))
+    assert _pa(h).attrs["T_max"] == 3

@@ -132,8 +132,18 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                 raise _err(bad, f"attention score function {op} is not supported (f must be "
                                 "identity, ReLU or ReLU², with optional scaling and row-sum "
                                 "normalisation)", "retrain with f = ReLU")
-            biased = _position_bias(sub, s_val, a_val, S_, perm, tril, tol)
+            biased = _position_bias(sub, s_val, a_val, S_, perm, tril, tol, tpos - spos)
+            if biased is not None and biased[0] is not True:  # the model's node, by name
+                biased = (g.nodes.get(biased[0].name, biased[0]), biased[1])
+            if biased is not None and biased[1] is not None:
+                raise _err(biased[0] if biased[0] is not True else p1,
+                           f"the attention mask hides keys {biased[1]} or more positions back (a "
+                           f"sliding window of the last {biased[1]} tokens); a plastic KV cache "
+                           "holds every token of the context and each query reads all of them",
+                           "train with a full causal mask (every s ≤ t), or limit the context to "
+                           f"the window with --max-context {biased[1]}")
             if biased is not None:
+                biased = biased[0]
                 raise _err(biased if biased is not True else p1,
                            "the attention weights depend on the query and key positions beyond "
                            "the causal mask (equal scores give different weights: an additive "
@@ -156,18 +166,24 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     scale = scale * q.factor * k.factor
     return Attn(p1, p2, target, q, k, v, z_idx, z_lay, f, scale, norm, eps, t_max, H, d_k, d_v)
 
-def _position_bias(sub: Graph, s_val: str, a_val: str, S_: np.ndarray, perm, tril, tol):
+def _position_bias(sub: Graph, s_val: str, a_val: str, S_: np.ndarray, perm, tril, tol,
+                   dist=None):
     """Equal scores (every score 1.5, then 3.0) that give different weights at different
-    causal (t, s) pairs: the first op of the region whose output varies there (where the
-    position term enters), or True; None if the weights do not depend on the positions."""
+    causal (t, s) pairs: (the first op of the region whose output varies there, where the
+    position term enters, or True; the smallest distance t − s at which the weights are zero
+    while nearer keys are not — a window that hides older keys — or None); None if the weights
+    do not depend on the positions."""
     inside = tril.ravel() > 0
 
-    def varies(x) -> bool:
+    def causal(x):
         x = np.asarray(x, np.float64)
-        if x.size != S_.size:
+        return None if x.size != S_.size else x.ravel()[perm][inside]
+
+    def varies(x) -> bool:
+        x = causal(x)  # (a -inf fill where a key is hidden varies too)
+        if x is None or np.isnan(x).any():
             return False
-        x = x.ravel()[perm][inside]
-        return bool(np.all(np.isfinite(x)) and np.ptp(x) > tol)
+        return bool(np.ptp(np.nan_to_num(x, posinf=1e300, neginf=-1e300)) > tol)
 
     for c in (1.5, 3.0):
         try:
@@ -176,8 +192,21 @@ def _position_bias(sub: Graph, s_val: str, a_val: str, S_: np.ndarray, perm, tri
         except Exception:  # noqa: BLE001 - not evaluable: no diagnosis
             return None
         if varies(res[a_val]):
-            return next((n for n in sub.topo_nodes() if varies(res.get(n.outputs[0], ()))),
-                        True)
+            first = next((n for n in sub.topo_nodes() if varies(res.get(n.outputs[0], ()))),
+                         True)
+            hidden = None
+            if dist is not None:  # zero beyond a distance even for huge scores: a window
+                try:
+                    big = interpret(sub, {s_val: np.full(S_.shape, 1e6)},
+                                    float_dtype="float64")[a_val]
+                except Exception:  # noqa: BLE001
+                    big = None
+                a, d = causal(big), dist.ravel()[inside]
+                if a is not None:
+                    zero = np.abs(a) <= tol
+                    if zero.any() and (~zero).any() and d[zero].min() > d[~zero].max():
+                        hidden = int(d[zero].min())
+            return first, hidden
     return None
 
 
