@@ -350,3 +350,13 @@ def test_a_sliding_window_is_refused_as_such_naming_the_mask():
     assert e.value.node == "/attn/window_fill" and "--max-context 3" in e.value.hint
     h, _ = apply("attention", g, PassContext(max_context=3))
     assert _pa(h).attrs["T_max"] == 3
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_softmax_written_by_hand_is_refused_as_softmax(norm):
+    """exp(s) · tril / Σ: softmax without a Softmax node is still softmax, named at its Exp."""
+    g = build(f="identity", norm=norm, extra=lambda b, s: b.op("Exp", s, onnx_name="/attn/exp"))
+    with pytest.raises(CompileError, match=r"softmax attention cannot be mapped .* written by "
+                                           r"hand") as e:
+        apply("attention", g, CTX)
+    assert e.value.node == "/attn/exp"

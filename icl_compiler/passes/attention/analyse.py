@@ -129,6 +129,9 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                         (n.op == "Onnx" and n.attrs.get("op_type") in UNSUPPORTED_F)), None)
             if bad is not None:
                 op = bad.attrs.get("op_type", bad.op)
+                if op == "Exp" and (post is not None or numer is not None):
+                    raise _err(bad, SOFTMAX_REASON + " (here written by hand: exp of the scores "
+                                    "divided by its row sum)", SOFTMAX_HINT)
                 raise _err(bad, f"attention score function {op} is not supported (f must be "
                                 "identity, ReLU or ReLU², with optional scaling and row-sum "
                                 "normalisation)", "retrain with f = ReLU")
