@@ -208,8 +208,8 @@ def curve_svg(res: dict, domain: str) -> str:
                                "points": pts})
     n_ep = len(next(iter(res.values()))["float"])
     caption = [
-        f"{domain}; {n_ep} episodes per point, 95% Wilson intervals.",
-        f"Float = onnxruntime (solid, dots); fixed = NumPy emulator of the Loihi 2 program (dashed).",
+        f"{domain}: {n_ep} episodes per point (95% Wilson intervals).",
+        "Float = onnxruntime (solid, dots); fixed = NumPy emulator of the Loihi 2 program (dashed).",
         f"Only N·K+1 ≤ {T_MAX} tokens fit the model's context capacity: 10-way stops at K=2 and",
         "20-way has K=1 only (20-way 2-shot would need 41 tokens).",
     ]
@@ -245,17 +245,20 @@ def main(argv=None) -> int:
         domain = (f"scikit-learn digits, cross-domain ({len(test)} classes: 10 digits + "
                   "rotations)")
         calib = calibration(test)
+        short = "sklearn digits, cross-domain"
     elif a.omniglot:
         chars = fsdata.load_omniglot(a.omniglot)
         train, test = fsdata.split_alphabets(chars)
         domain = (f"Omniglot, held-out alphabets {', '.join(fsdata.held_out_alphabets(chars))} "
                   f"({len(test)} characters, from {a.omniglot})")
         calib = calibration(train)
+        short = f"held-out Omniglot alphabets ({', '.join(fsdata.held_out_alphabets(chars))})"
     else:
         test = fsdata.load_pack()
         alph = sorted({k.split("/")[0] for k in test})
         domain = (f"Omniglot, held-out alphabets {', '.join(alph)} ({len(test)} characters, "
                   "examples/fewshot/omniglot_heldout.npz)")
+        short = f"held-out Omniglot alphabets ({', '.join(alph)})"
         calib = fsdata.load_calib_pack()
     prog = icl.compile(a.model, precision="fixed", calibration=calib, max_context=T_MAX,
                        weight_bits=a.weight_bits)
@@ -284,7 +287,7 @@ def main(argv=None) -> int:
         more = evaluate(prog, float_run, test, [t for t in CURVE if t not in res], a.episodes,
                         a.seed)
         pic = out / PICTURE
-        pic.write_text(curve_svg({**{t: res[t] for t in CURVE if t in res}, **more}, domain),
+        pic.write_text(curve_svg({**{t: res[t] for t in CURVE if t in res}, **more}, short),
                        encoding="utf-8")
     print(f"\ntotal {time.time() - t0:.0f} s")
     print(f"program:  {out}/  (load with icl_compiler.load)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-W, H = 640, 420
+W, H = 640, 440
 L, R, T, B = 64, 190, 56, 96  # margins: left, right (legend), top (title), bottom (caption)
 SHOTS = (1, 2, 3, 4, 5)
 
