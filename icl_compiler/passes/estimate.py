@@ -23,7 +23,7 @@ included):
   chips and to the host / embedded cores (``resources.traffic``, every graded neuron sending).
 
 Latency (bottleneck-core model): the S steps of a token (S = steps per token) each last as long
-as the busiest core in that step — its synaptic ops × T_SYNOP + learning updates × T_LEARN +
+as the busiest core in that step — its synaptic ops × T_SYNOP_S + learning updates × T_LEARN_S +
 active / inactive neuron updates × their times; a core does in step r the work of its
 populations whose step τ ≡ r (mod S) — plus one barrier synchronisation.  A sequence of T tokens
 takes ``S·(T − 1) + depth + 1`` steps (``semantics.timing.sequence_steps``): the T tokens' S
