@@ -164,7 +164,7 @@ def evaluate(prog, float_run, classes, tasks, episodes: int, seed: int,
 def format_table(res: dict, report: dict, domain: str, lava_episodes: int,
                  lava_note: str = "") -> str:
     head = ["task", "Float (onnxruntime)", "Fixed (NumPy emulator)",
-            f"Lava (fixed, first {lava_episodes} episodes)",
+            f"Lava (fixed, first {lava_episodes} episodes)" if lava_episodes else "Lava",
             "Loihi 2 estimate per episode (latency, energy)"]
     rows = []
     for (n, k) in TASKS:
