@@ -164,8 +164,8 @@ def evaluate(prog, float_run, classes, tasks, episodes: int, seed: int,
 def format_table(res: dict, report: dict, domain: str, lava_episodes: int,
                  lava_note: str = "") -> str:
     head = ["task", "Float (onnxruntime)", "Fixed (NumPy emulator)",
-            f"Lava (fixed, first {lava_episodes} episodes)" if lava_episodes else "Lava",
-            "Loihi 2 estimate per episode (latency, energy)"]
+            f"Lava (first {lava_episodes} episodes)" if lava_episodes else "Lava",
+            "Loihi 2 estimate / episode"]
     rows = []
     for (n, k) in TASKS:
         r = res[(n, k)]
@@ -173,7 +173,8 @@ def format_table(res: dict, report: dict, domain: str, lava_episodes: int,
                      cell(r["lava"]) if "lava" in r else f"n/a{' (' + lava_note + ')' if lava_note else ''}",
                      estimate_cell(report, r["tokens"])])
     widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
-    lines = [f"few-shot accuracy on {domain}; 95% Wilson intervals"]
+    lines = [f"few-shot accuracy on {domain}", "(95% Wilson intervals; Lava and the estimate: "
+             "fixed point)"]
     lines += ["  " + "  ".join(s.ljust(w) for s, w in zip(r, widths)).rstrip()
               for r in [head] + rows]
     fa = np.concatenate([res[t]["float_eq_fixed"] for t in TASKS])
@@ -182,13 +183,13 @@ def format_table(res: dict, report: dict, domain: str, lava_episodes: int,
     eq = [res[t]["lava_equal"] for t in TASKS if "lava_equal" in res[t]]
     if eq:
         eq = np.concatenate(eq)
-        lines.append(f"Lava's output arrays (every position, all 20 logits, integer payloads) equal "
-                     f"the NumPy emulator's bit for bit on {eq.sum()}/{len(eq)} episodes"
-                     + (" (all)." if eq.all() else " — MISMATCH."))
+        lines.append(f"Lava = emulator bit for bit on {eq.sum()}/{len(eq)} episodes"
+                     + (" (all)" if eq.all() else " — MISMATCH")
+                     + ": whole output arrays compared (every position, all 20 integer logits).")
     if "estimate" in report:
-        lines.append("The Loihi 2 column is an estimate from the program's op counts and "
-                     "schedule (report.json → estimate: its constants, sources and assumptions), "
-                     "not a measurement.")
+        lines.append("Loihi 2 column: an ESTIMATE from the program's op counts and schedule, "
+                     "not a measurement\n(report.json → estimate: constants, sources, "
+                     "assumptions).")
     return "\n".join(lines)
 
 
