@@ -166,6 +166,8 @@ def test_the_curve_svg_is_well_formed_and_holds_every_point(pack_prog):
     assert f"10-way fixed, K=2: {100 * r.mean():.1f}%" in " ".join(titles)
     assert len(root.findall(ns + "polyline")) == 4  # 5- and 10-way, float and fixed; 20-way: one K
     assert "41 tokens" in svg
+    committed = ET.parse(ROOT / "docs" / "fewshot_accuracy_vs_shots.svg").getroot()  # README's
+    assert len([t for t in committed.iter(ns + "title")]) == 2 * len(demo.CURVE)
 
 
 def test_make_run_end_to_end_on_two_episodes(tmp_path, capsys):
