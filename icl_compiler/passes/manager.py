@@ -29,6 +29,8 @@ tensor IR → neuromorphic IR, then neuromorphic IR
 14. ``quantise``        fixed mode only: int8 weights, payload scales (writes ``quantisation``)
 15. ``schedule``        the token schedule (writes ``schedule``)
 16. ``partition``       cores and chips (writes ``resources``)
+17. ``estimate``        Loihi 2 latency and energy ESTIMATE, Loihi 1 per-op proxies (writes
+                        ``estimate``)
 
 :data:`PASSES` maps every name to its pass.  :data:`DEFAULT_PIPELINE` (= :data:`PASS_NAMES`)
 names the tensor part, which :func:`run_pipeline` runs on a tensor graph by default (tests and
@@ -43,6 +45,7 @@ from . import (
     canonical_products,
     attention,
     cse,
+    estimate,
     fold_constants,
     fuse_activation,
     fuse_layernorm,
@@ -79,6 +82,7 @@ PIPELINE: tuple[Pass, ...] = (
     quantise.PASS,
     schedule.PASS,
     partition.PASS,
+    estimate.PASS,
 )
 
 PASSES: dict[str, Pass | Callable[[Graph, PassContext], str]] = {p.name: p for p in PIPELINE}
