@@ -11,7 +11,7 @@ Matches, whatever the exporter made of ``torch.einsum``, broadcasting and ``sum`
    chain of binary ``Einsum`` s, left to right, each keeping only the letters still needed;
 4. a binary ``Einsum`` that sums no letter (an elementwise product: a mask times the weights,
    an outer product) → ``Transpose``/``Unsqueeze`` of the operands and a broadcasting ``Mul``;
-5. a product of two activations scaled by a constant that is 1 along its last two axes (a
+5. a product of two activations scaled by a constant that varies only along its batch axes (a
    learned per-head temperature ``s * scale[H, 1, 1]``, as in cosine attention) →
    the same product of the left operand scaled: ``MatMul(a * c, b)``, so that each head's
    scale is a per-feature constant on q.
@@ -25,10 +25,12 @@ test_canonical_products.py`` checks each with the interpreter).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.graph import Graph, Node
 from ..ir.ops import with_defaults
 from ..ir.symbolic import is_sym
-from .util import add_op, const
+from .util import add_const, add_op, const
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -155,8 +157,10 @@ def _elementwise(g: Graph, n: Node, terms, out) -> bool:
 
 
 def _scaled_product(g: Graph, n: Node) -> bool:
-    """5. Mul/Div(MatMul(a, b), c), c a constant that is 1 along the product's last two axes (a
-    per-head scale [H, 1, 1]) → MatMul(Mul/Div(a, c), b): the scale moves onto the left operand."""
+    """5. Mul/Div(P, c) with P = MatMul(a, b) or a binary Einsum of two activations and c a
+    constant that varies only along the product's batch axes (those both operands carry: a
+    per-head scale [H, 1, 1], not a per-query or per-key one) → the same product of
+    Mul/Div(a, c'), c' laid out on a's axes: the scale moves onto the left operand."""
     if n.op not in ("Mul", "Div") or len(n.inputs) != 2:
         return False
     p_in = next((i for i in n.inputs if const(g, i) is None), None)
@@ -165,19 +169,40 @@ def _scaled_product(g: Graph, n: Node) -> bool:
         return False
     p = g.producer(p_in)
     c = const(g, c_in)
-    if p is None or p.op != "MatMul" or any(const(g, i) is not None for i in p.inputs) \
+    if p is None or p.op not in ("MatMul", "Einsum") or len(p.inputs) != 2 \
+            or any(const(g, i) is not None for i in p.inputs) \
             or len(g.consumers(p_in)) != 1 or p_in in g.outputs or c.size <= 1:
         return False
-    rank = g.values[p_in].rank
-    if c.ndim > rank or c.ndim < 2 or c.shape[-1] != 1 or c.shape[-2] != 1 \
-            or c.ndim > g.values[p.inputs[0]].rank:
+    out_shape = g.values[p_in].shape
+    rank, a = len(out_shape), p.inputs[0]
+    if c.ndim > rank:
         return False
-    a, b = p.inputs[0], p.inputs[1]
+    c_full = c.reshape((1,) * (rank - c.ndim) + c.shape)
+    varying = [j for j in range(rank) if c_full.shape[j] != 1]
+    if p.op == "MatMul":
+        ra = g.values[a].rank
+        if ra < 2 or any(j >= rank - 2 or j < rank - ra for j in varying):
+            return False
+        c_a = c_full.reshape(c_full.shape[rank - ra:])  # [..., 1, 1]
+    else:
+        spec = _terms(p)
+        if spec is None or len(spec[0]) != 2:
+            return False
+        (ta, tb), to = spec
+        vl = [to[j] for j in varying]
+        if len(set(ta)) != len(ta) or any(ch not in ta or ch not in tb for ch in vl):
+            return False
+        core = c_full.reshape([c_full.shape[j] for j in varying])
+        in_a = sorted(vl, key=ta.index)
+        core = np.transpose(core, [vl.index(ch) for ch in in_a])
+        c_a = core.reshape([c_full.shape[varying[vl.index(ch)]] if ch in vl else 1
+                            for ch in ta])
     out = n.outputs[0]
+    c_new = add_const(g, np.asarray(c_a, c.dtype), "scale") if c_a.shape != c.shape else c_in
     g.remove_node(n.name)
     g.remove_node(p.name)
-    scaled = add_op(g, n.op, [a, c_in], onnx_name=n.onnx_name)
-    add_op(g, "MatMul", [scaled, b], out=out, onnx_name=p.onnx_name)
+    scaled = add_op(g, n.op, [a, c_new], onnx_name=n.onnx_name)
+    add_op(g, p.op, [scaled, p.inputs[1]], dict(p.attrs), out=out, onnx_name=p.onnx_name)
     return True
 
 

@@ -127,3 +127,25 @@ def test_a_scale_that_varies_along_the_keys_stays():
     g = b.output(b.op("Mul", s, b.rand(1, 5)))  # along the key axis: not a factor of q
     _, summary = apply("canonical_products", g)
     assert summary == "no product to rewrite"
+
+
+def test_a_per_head_scale_of_einsum_scores_moves_onto_q():
+    b = Builder()
+    _, (q, k, _) = _qkv(b)
+    s = b.op("Einsum", q, k, equation="bhtd,bhsd->bhts")
+    g = b.output(b.op("Div", s, b.const(np.array([[[2.0]], [[0.25]]]))))
+    h, summary = apply("canonical_products", g)
+    assert summary == "rewrote 1 scaled product"
+    e = next(n for n in h.nodes.values() if n.op == "Einsum")
+    assert h.producer(e.inputs[0]).op == "Div"
+    assert_same_numbers(g, h)
+
+
+def test_a_per_query_factor_stays():
+    """c[T, 1] varies along the queries: moving it onto q would make q position-dependent."""
+    b = Builder()
+    _, (q, k, _) = _qkv(b)
+    s = b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+    g = b.output(b.op("Mul", s, b.rand(5, 1)))
+    _, summary = apply("canonical_products", g)
+    assert summary == "no product to rewrite"
