@@ -65,6 +65,11 @@ def rows_matmul(a: np.ndarray, b: np.ndarray, batch: int | None = None) -> np.nd
     T = M // batch
     if T * batch != M:
         raise ValueError(f"{M} rows are not {batch} sequences of whole tokens")
+    N = b.shape[-1]
+    if batch % ROW_BLOCK == 0:  # no padding: strided views, BLAS reads and writes in place
+        res = np.empty((batch, T, N), np.float64)
+        np.matmul(a.reshape(batch, T, K).transpose(1, 0, 2), b, out=res.transpose(1, 0, 2))
+        return res.reshape(M, N)
     Bp = -(-batch // ROW_BLOCK) * ROW_BLOCK
     blocks = np.zeros((T, Bp, K), np.float64)
     blocks[:, :batch] = a.reshape(batch, T, K).transpose(1, 0, 2)
