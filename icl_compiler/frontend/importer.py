@@ -73,6 +73,10 @@ class _Importer:
         self.sequences: dict[str, list[str]] = {}  # ONNX sequences: the values they hold
         self.output_names = {o.name for o in model.graph.output}
         self.node_names: set[str] = set()
+        # known symbolic values that are floats (a dynamic dim cast to float, then arithmetic
+        # on it: torch.arange(T, dtype=float32)), with their dtype; their entries are exact
+        # sympy expressions (float constants enter as the rationals they are)
+        self.real: dict[str, str] = {}
 
     # -- helpers ----------------------------------------------------------------------------
     def shape_of(self, name: str) -> tuple:
@@ -84,7 +88,7 @@ class _Importer:
         if name in self.g.values:
             return self.g.values[name].dtype
         k = self.known[name]
-        return k.dtype.name if k.dtype != object else "int64"
+        return k.dtype.name if k.dtype != object else self.real.get(name, "int64")
 
     def as_value(self, name: str, node: onnx.NodeProto) -> str:
         """Make sure a tensor operand exists as an IR value (materialising known constants)."""
@@ -95,8 +99,10 @@ class _Importer:
             if arr.dtype == object:
                 # dims used as data: a position-only value resolved at run time
                 vals = [norm_dim(x) if isinstance(x, sympy.Basic) else int(x) for x in arr.ravel()]
-                self.g.add_value(name, arr.shape, "int64")
-                self.g.add_node("Dims", [], [name], {"values": vals, "shape": list(arr.shape)},
+                dtype = self.real.get(name, "int64")
+                self.g.add_value(name, arr.shape, dtype)
+                self.g.add_node("Dims", [], [name], {"values": vals, "shape": list(arr.shape),
+                                                     "dtype": dtype},
                                 name=self.g.fresh("dims"))
                 return name
             _check_array(arr, f"constant {name!r} (computed at compile time)", node=_label(node),
@@ -268,6 +274,10 @@ class _Importer:
             op, a, ins = "Cast", {"to": self.dtype_of(ins[1])}, ins[:1]
         elif op == "Cast":
             a = {"to": _np_dtype(a["to"], "the Cast target")}
+        if op == "Range" and self._range(node, ins, outs):
+            return
+        if op in ("Cast", *_REAL_OPS) and self._real_fold(op, a, ins, outs):
+            return
         attrs = self._ir_attrs(op, a, ins, node)
         data_ins = [i for k, i in enumerate(ins) if k not in {s for s, _ in SHAPE_SLOTS.get(op, [])}]
         if op == "Range":
@@ -301,6 +311,101 @@ class _Importer:
                     self.known[o] = arr
                 return
         self.emit(op, [self.as_value(i, node) if i else "" for i in data_ins], outs, attrs, node)
+
+    # -- float shape arithmetic (a dynamic dim cast to float) ----------------------------------
+    def _real_fold(self, op, a, ins, outs) -> bool:
+        """Fold Cast and arithmetic on symbolic dims when a float is involved: a dim cast to
+        float stays symbolic (marked in ``self.real``), float constants enter as exact
+        rationals and Div is a true division.  False = not a float case (the integer shape
+        arithmetic handles it)."""
+        data = [i for i in ins if i]
+        if not data or not all(i in self.known for i in data):
+            return False
+        xs = [self.known[i] for i in data]
+        if not any(x.dtype == object for x in xs):
+            return False
+        if op == "Cast":
+            to = a["to"]
+            if np.dtype(to).kind == "f":
+                self.known[outs[0]] = xs[0]
+                self.real[outs[0]] = np.dtype(to).name
+                return True
+            if data[0] not in self.real:
+                return False
+            self.known[outs[0]] = _to_int(xs[0])  # float → int truncates toward zero
+            return True
+        fdt = next((self.real[i] for i in data if i in self.real),
+                   next((x.dtype.name for x in xs if x.dtype != object and x.dtype.kind == "f"),
+                        None))
+        if fdt is None:
+            return False
+        axs = [_exact(x) for x in xs]
+        if op in _REAL_BINARY:
+            f = np.frompyfunc(_REAL_BINARY[op], 2, 1)
+            res = np.asarray(f(axs[0], axs[1]), dtype=object)
+        else:  # Neg
+            res = np.asarray(np.negative(axs[0]), dtype=object)
+        res = _real_simplify(res, fdt)
+        self.known[outs[0]] = res
+        if res.dtype == object:
+            self.real[outs[0]] = fdt
+        return True
+
+    def _range(self, node, ins, outs) -> bool:
+        """A Range whose operands are floats (folded when they are numbers; with a dynamic
+        bound, ``start + delta · Cast(Range(0, n))`` with the exact count ``n =
+        ceil((limit − start) / delta)``).  False = an integer Range (the generic path)."""
+        if len(ins) != 3 or not all(ins):
+            return False
+        for i in ins:
+            if i not in self.known:
+                raise CompileError(f"Range operand {i!r} is computed from tensor data at run "
+                                   "time; the compiler needs it at compile time (shape "
+                                   "arithmetic on the input's shape is fine)")
+        dtype = self.dtype_of(ins[0])
+        if np.dtype(dtype).kind != "f":
+            return False
+        vals = []
+        for i, what in zip(ins, ("start", "limit", "delta")):
+            arr = self.known[i]
+            if arr.size != 1:
+                raise CompileError(f"Range {what} operand {i!r} must hold one value, not "
+                                   f"{arr.size}")
+            vals.append(_exact(arr).ravel()[0])
+        start, limit, delta = vals
+        if delta == 0:
+            raise CompileError("Range delta is 0")
+        if not any(is_sym(v) for v in vals):
+            n = max(int(sympy.ceiling((limit - start) / delta)), 0)
+            _check_shape((n,), "the constant computed at compile time", node,
+                         limit=MAX_FOLD_ELEMENTS)
+            s0, d0 = (np.asarray(self.known[i], dtype).ravel()[0] for i in (ins[0], ins[2]))
+            self.known[outs[0]] = (s0 + d0 * np.arange(n).astype(dtype)).astype(dtype)
+            return True
+        if is_sym(delta):
+            raise CompileError(f"Range delta {delta} depends on a dynamic axis; it must be a "
+                               "constant")
+        n = norm_dim(sympy.Max(sympy.ceiling((limit - start) / delta), 0))
+        base = outs[0]
+        idx, fidx, scaled = f"{base}/index", f"{base}/index_{dtype}", f"{base}/scaled"
+        self.emit("Range", [], [idx], {"start": 0, "limit": n, "delta": 1, "dtype": "int64"},
+                  node)
+        self.emit("Cast", [idx], [fidx], {"to": dtype}, node)
+        dname = self._real_const(f"{base}/delta", delta, dtype)
+        sname = self._real_const(f"{base}/start", start, dtype)
+        self.emit("Mul", [fidx, self.as_value(dname, node)], [scaled], {}, node)
+        self.emit("Add", [scaled, self.as_value(sname, node)], outs[:1], {}, node)
+        return True
+
+    def _real_const(self, name, v, dtype) -> str:
+        if is_sym(v):
+            arr = np.empty((), dtype=object)
+            arr[()] = v
+            self.known[name] = arr
+            self.real[name] = dtype
+        else:
+            self.known[name] = np.asarray(float(v), dtype=dtype)
+        return name
 
     def _constant(self, a: dict) -> np.ndarray:
         if len(a) != 1:
@@ -432,6 +537,57 @@ def import_model(model: onnx.ModelProto) -> Graph:
 
 
 INTERNAL = "internal frontend error, please report it"
+
+_REAL_OPS = ("Add", "Sub", "Mul", "Div", "Neg", "Max", "Min")
+_REAL_BINARY = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y,
+                "Mul": lambda x, y: x * y, "Div": lambda x, y: _real_div(x, y),
+                "Max": lambda x, y: sympy.Max(x, y), "Min": lambda x, y: sympy.Min(x, y)}
+
+
+def _real_div(x, y):
+    if y == 0:
+        raise CompileError(f"shape arithmetic divides {x} by 0")
+    return sympy.sympify(x) / y
+
+
+def _exact(x: np.ndarray) -> np.ndarray:
+    """An object array of exact sympy numbers/expressions (a float is the rational it is)."""
+    out = np.empty(x.shape, dtype=object)
+    flat = [v if isinstance(v, sympy.Basic) else
+            (sympy.Rational(float(v)) if isinstance(v, (float, np.floating))
+             else sympy.Integer(int(v))) for v in np.asarray(x, dtype=object).ravel()]
+    if out.ndim == 0:
+        out[()] = flat[0]
+    else:
+        out.ravel()[:] = flat
+    return out
+
+
+def _real_simplify(arr: np.ndarray, dtype: str) -> np.ndarray:
+    """Numbers again when no dynamic dim is left (a float array of ``dtype``)."""
+    if any(is_sym(v) for v in arr.ravel()):
+        return arr
+    return np.array([float(v) for v in arr.ravel()], dtype=dtype).reshape(arr.shape)
+
+
+def _to_int(arr: np.ndarray) -> np.ndarray:
+    def trunc(v):
+        v = sympy.sympify(v)
+        if v.is_integer:
+            return norm_dim(v)
+        if v.is_nonnegative:
+            return norm_dim(sympy.floor(v))
+        if v.is_nonpositive:
+            return norm_dim(sympy.ceiling(v))
+        raise CompileError(f"cannot truncate {v} (shape arithmetic of unknown sign) to an "
+                           "integer")
+    out = np.empty(arr.shape, dtype=object)
+    flat = [trunc(v) for v in arr.ravel()]
+    if out.ndim == 0:
+        out[()] = flat[0]
+    else:
+        out.ravel()[:] = flat
+    return out if any(is_sym(v) for v in flat) else np.array(flat, np.int64).reshape(arr.shape)
 
 
 def onnx_io(model: onnx.ModelProto) -> dict:
