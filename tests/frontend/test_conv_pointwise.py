@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import icl_compiler as icl
+from icl_compiler.backends.lava import lava_available
 from icl_compiler.errors import CompileError
 from icl_compiler.frontend import import_model
 from icl_compiler.ir.interpreter import run
@@ -58,3 +59,12 @@ def test_conv_over_the_tokens_is_refused_naming_it(kw):
     with pytest.raises(CompileError) as e:
         icl.compile(m, max_context=16 if kw.get("t", "T") == "T" else None)
     assert "token_conv" in str(e.value) and "mixes neighbouring tokens" in str(e.value)
+
+
+@pytest.mark.lava
+@pytest.mark.skipif(not lava_available(), reason="Lava is not available")
+def test_fixed_lava_equals_numpy_bit_for_bit():
+    prog = icl.compile(conv_model(group=2), precision="fixed", calibration=X, max_context=8)
+    want = prog.run(X, backend="numpy", return_payload=True)
+    assert np.count_nonzero(want) > want.size // 2
+    np.testing.assert_array_equal(prog.run(X, backend="lava", return_payload=True), want)

@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto as TP
 
 import icl_compiler as icl
+from icl_compiler.backends.lava import lava_available
 from icl_compiler.errors import CompileError
 from icl_compiler.frontend import import_model as import_onnx
 from icl_compiler.ir.interpreter import run as run_graph
@@ -79,3 +80,13 @@ def test_count_is_exact_and_constant_float_range_folds():
     r = n.op("Range", n.c(0.0), n.op("Cast", n.seq_len(), to=TP.FLOAT), n.c(0.0))
     with pytest.raises(CompileError, match="delta is 0"):
         import_onnx(n.model(n.op("Add", "x", n.op("Unsqueeze", r, n.i64([1])))))
+
+
+@pytest.mark.lava
+@pytest.mark.skipif(not lava_available(), reason="Lava is not available")
+def test_fixed_lava_equals_numpy_bit_for_bit():
+    prog = icl.compile(sinusoid_model("cast_then_range"), precision="fixed", calibration=X,
+                       max_context=8)
+    want = prog.run(X, backend="numpy", return_payload=True)
+    assert np.count_nonzero(want) > want.size // 2
+    np.testing.assert_array_equal(prog.run(X, backend="lava", return_payload=True), want)
