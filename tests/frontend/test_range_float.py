@@ -90,3 +90,20 @@ def test_fixed_lava_equals_numpy_bit_for_bit():
     want = prog.run(X, backend="numpy", return_payload=True)
     assert np.count_nonzero(want) > want.size // 2
     np.testing.assert_array_equal(prog.run(X, backend="lava", return_payload=True), want)
+
+
+def test_float_shape_arithmetic_keeps_fractions():
+    """pos / (T / 2) and pos · (T / 2 − 1 / 2): fractional values of the dynamic length
+    (truncating them would be off at odd T)."""
+    n = Net(d=D)
+    Tf = n.op("Cast", n.seq_len(), to=TP.FLOAT)
+    half = n.op("Div", Tf, n.c(2.0))
+    r = n.op("Range", n.c(0.0), Tf, n.c(1.0))
+    a = n.op("Div", r, half)
+    b = n.op("Mul", r, n.op("Sub", half, n.c(0.5)))
+    pe = n.op("Unsqueeze", n.op("Add", a, b), n.i64([1]))
+    m = n.model(n.op("Add", "x", n.op("Mul", pe, n.c(np.full(D, 0.1)))))
+    g = import_onnx(m)
+    for T in (1, 2, 5):
+        got = run_graph(g, {"x": X[:, :T]})[g.outputs[0]]
+        np.testing.assert_allclose(got, ort_run(m, X[:, :T]), rtol=1e-6, atol=1e-6)
