@@ -257,6 +257,8 @@ class _Importer:
             src = ins[0]
             if src in self.known:
                 self.known[outs[0]] = self.known[src]
+                if src in self.real:
+                    self.real[outs[0]] = self.real[src]
             else:
                 self.emit("Identity", [src], outs[:1], {}, node)
             if op == "Dropout" and len(outs) > 1 and outs[1]:  # eval mode: the mask keeps all
@@ -304,6 +306,11 @@ class _Importer:
                 raise CompileError(f"{op} needs an input of rank >= {MIN_RANK[op]}, "
                                    f"got rank {rank}")
         _validate(op, [self.shape_of(i) if i else None for i in data_ins], attrs, len(outs))
+        if op in _REAL_MOVES and any(i in self.real for i in data_ins if i) and all(
+                (not i) or i in self.known for i in data_ins):
+            self._real_move(op, [self.known[i] if i else None for i in data_ins], attrs,
+                            self.real[next(i for i in data_ins if i in self.real)], outs)
+            return
         # fold when every data operand is known
         xs_sym = any(i and self.known.get(i, np.zeros(0)).dtype == object for i in data_ins)
         if all((not i) or i in self.known for i in data_ins) and (xs_sym or not has_sym(attrs)):
@@ -413,6 +420,18 @@ class _Importer:
         if res.dtype == object:
             self.real[outs[0]] = fdt
         return True
+
+    def _real_move(self, op, xs, attrs, fdt, outs) -> None:
+        """Data movement (Unsqueeze, Concat, Gather, ...) of float shape values: on their exact
+        entries, so a fraction is never rounded to an integer on the way."""
+        xs = [None if x is None else _exact(x) for x in xs]
+        if op == "Gather":
+            xs[1] = np.asarray([int(v) for v in xs[1].ravel()], np.int64).reshape(xs[1].shape)
+        for o, r in zip(outs, OPS[op].compute(xs, with_defaults(op, attrs))):
+            r = _real_simplify(np.asarray(r, dtype=object), fdt)
+            self.known[o] = r
+            if r.dtype == object:
+                self.real[o] = fdt
 
     def _range(self, node, ins, outs) -> bool:
         """A Range whose operands are floats (folded when they are numbers; with a dynamic
@@ -602,6 +621,8 @@ def import_model(model: onnx.ModelProto) -> Graph:
 INTERNAL = "internal frontend error, please report it"
 
 _REAL_OPS = ("Add", "Sub", "Mul", "Div", "Neg", "Max", "Min")
+_REAL_MOVES = ("Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Reshape", "Expand",
+               "Transpose")
 _REAL_BINARY = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y,
                 "Mul": lambda x, y: x * y, "Div": lambda x, y: _real_div(x, y),
                 "Max": lambda x, y: sympy.Max(x, y), "Min": lambda x, y: sympy.Min(x, y)}

@@ -100,7 +100,9 @@ def test_float_shape_arithmetic_keeps_fractions():
     half = n.op("Div", Tf, n.c(2.0))
     r = n.op("Range", n.c(0.0), Tf, n.c(1.0))
     a = n.op("Div", r, half)
-    b = n.op("Mul", r, n.op("Sub", half, n.c(0.5)))
+    c = n.op("Unsqueeze", n.op("Identity", n.op("Sub", half, n.c(0.5))), n.i64([0]))
+    c = n.op("Gather", n.op("Concat", n.c([0.25]), c, axis=0), n.i64(1), axis=0)
+    b = n.op("Mul", r, c)  # through Identity, Unsqueeze, Concat, Gather: still T/2 − 1/2
     pe = n.op("Unsqueeze", n.op("Add", a, b), n.i64([1]))
     m = n.model(n.op("Add", "x", n.op("Mul", pe, n.c(np.full(D, 0.1)))))
     g = import_onnx(m)
