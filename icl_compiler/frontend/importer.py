@@ -27,6 +27,8 @@ from ..ir.symbolic import has_sym, is_sym, norm_dim
 from .decode import (MAX_DIM, MAX_FOLD_ELEMENTS, _attrs, _check_array, _check_shape, _first_line,
                      _fmt, _label, _np_dtype)
 from .generic import SEQUENCE_OPS, import_generic, import_sequence
+from .pointwise import import_pointwise_conv
+from .realdims import _REAL_MOVES, _REAL_OPS, import_range, real_fold, real_move
 from .shapes import _dim_symbol, _dims_array, _fold_symbolic, _prod
 from .validate import (AXIS_OPS, BOOL_ATTRS, MIN_RANK, VARIADIC, _check_axis, _check_norm_params,
                        _check_reshape, _einsum_equation, _validate)
@@ -201,7 +203,7 @@ class _Importer:
                 raise CompileError(f"value {o!r} is produced twice", node=_label(node), op=op)
         try:
             a = _attrs(node)
-            if op == "Conv" and self._pointwise_conv(node, a, ins):
+            if op == "Conv" and import_pointwise_conv(self, node, a, ins):
                 pass
             elif op in SUPPORTED_OPS:
                 self._import(node, op, a, ins)
@@ -278,9 +280,9 @@ class _Importer:
             op, a, ins = "Cast", {"to": self.dtype_of(ins[1])}, ins[:1]
         elif op == "Cast":
             a = {"to": _np_dtype(a["to"], "the Cast target")}
-        if op == "Range" and self._range(node, ins, outs):
+        if op == "Range" and import_range(self, node, ins, outs):
             return
-        if op in ("Cast", *_REAL_OPS) and self._real_fold(op, a, ins, outs):
+        if op in ("Cast", *_REAL_OPS) and real_fold(self, op, a, ins, outs):
             return
         attrs = self._ir_attrs(op, a, ins, node)
         data_ins = [i for k, i in enumerate(ins) if k not in {s for s, _ in SHAPE_SLOTS.get(op, [])}]
@@ -308,7 +310,7 @@ class _Importer:
         _validate(op, [self.shape_of(i) if i else None for i in data_ins], attrs, len(outs))
         if op in _REAL_MOVES and any(i in self.real for i in data_ins if i) and all(
                 (not i) or i in self.known for i in data_ins):
-            self._real_move(op, [self.known[i] if i else None for i in data_ins], attrs,
+            real_move(self, op, [self.known[i] if i else None for i in data_ins], attrs,
                             self.real[next(i for i in data_ins if i in self.real)], outs)
             return
         # fold when every data operand is known
@@ -320,174 +322,6 @@ class _Importer:
                     self.known[o] = arr
                 return
         self.emit(op, [self.as_value(i, node) if i else "" for i in data_ins], outs, attrs, node)
-
-    # -- kernel-1 convolutions --------------------------------------------------------------
-    def _pointwise_conv(self, node, a, ins) -> bool:
-        """A Conv whose kernel is 1 along every spatial axis, with stride 1 and no padding, is a
-        linear map of the channels at each spatial position (``nn.Conv1d(d, d, 1)`` on a
-        ``[B, d, T]`` activation: a per-token Linear): imported as ``Einsum('nc…,oc->no…')``
-        (groups: a block-diagonal weight) plus the bias.  False = any other Conv (imported
-        generically; the classification refuses it when its kernel spans the positions)."""
-        if len(ins) < 2 or not ins[1] or ins[0] in self.known or ins[1] not in self.known:
-            return False
-        bias = ins[2] if len(ins) > 2 and ins[2] else None
-        if bias is not None and bias not in self.known:
-            return False
-        w = self.known[ins[1]]
-        shape = self.shape_of(ins[0])
-        r = len(shape)
-        if w.dtype == object or w.dtype.kind != "f" or w.ndim != r or not 3 <= r <= 6:
-            return False
-        ns = r - 2
-        group = int(a.get("group", 1))
-        strides = list(a.get("strides", [1] * ns))
-        pads = list(a.get("pads", [0] * 2 * ns))
-        auto_pad = a.get("auto_pad", "NOTSET")
-        ks = list(a.get("kernel_shape", w.shape[2:]))
-        if ks != [1] * ns or list(w.shape[2:]) != [1] * ns or strides != [1] * ns \
-                or (auto_pad == "NOTSET" and pads != [0] * 2 * ns) or group < 1:
-            dyn = [k for k in range(2, r) if is_sym(shape[k])]
-            if dyn:  # a window, stride or padding along the dynamic (sequence) axis
-                k = dyn[0] - 2
-                raise CompileError(
-                    f"Conv with kernel {ks[k] if k < len(ks) else '?'}, stride "
-                    f"{strides[k] if k < len(strides) else '?'} and padding "
-                    f"{pads[k::ns] if len(pads) == 2 * ns else auto_pad} along the dynamic "
-                    f"axis {shape[dyn[0]]} mixes neighbouring tokens (a convolution over the "
-                    "positions, e.g. a causal conv), so it cannot be a per-token neuron layer; "
-                    "only kernel-1 convolutions (stride 1, no padding) over the tokens compile, "
-                    "as a per-token Linear")
-            return False
-        c_in, c_out = shape[1], w.shape[0]
-        if is_sym(c_in) or c_in != w.shape[1] * group or c_out % group:
-            return False
-        # the full [c_out, c_in] matrix (block-diagonal for groups)
-        full = np.zeros((c_out, int(c_in)), dtype=w.dtype)
-        co, ci = c_out // group, w.shape[1]
-        for g in range(group):
-            full[g * co:(g + 1) * co, g * ci:(g + 1) * ci] = w[g * co:(g + 1) * co, :, ...].reshape(co, ci)
-        out = node.output[0]
-        sp = "hwduv"[:ns]
-        wname = f"{out}/pointwise_weight"
-        self.known[wname] = full
-        y = out if bias is None else f"{out}/pointwise"
-        self.emit("Einsum", [self.as_value(ins[0], node), self.as_value(wname, node)], [y],
-                  {"equation": f"nc{sp},oc->no{sp}"}, node)
-        if bias is not None:
-            b = np.asarray(self.known[bias])
-            if b.dtype == object or b.size != c_out:
-                raise CompileError(f"Conv bias {bias!r} must hold {c_out} values, not {b.size}")
-            bname = f"{out}/pointwise_bias"
-            self.known[bname] = b.reshape((c_out,) + (1,) * ns).astype(w.dtype)
-            self.emit("Add", [y, self.as_value(bname, node)], [out], {}, node)
-        return True
-
-    # -- float shape arithmetic (a dynamic dim cast to float) ----------------------------------
-    def _real_fold(self, op, a, ins, outs) -> bool:
-        """Fold Cast and arithmetic on symbolic dims when a float is involved: a dim cast to
-        float stays symbolic (marked in ``self.real``), float constants enter as exact
-        rationals and Div is a true division.  False = not a float case (the integer shape
-        arithmetic handles it)."""
-        data = [i for i in ins if i]
-        if not data or not all(i in self.known for i in data):
-            return False
-        xs = [self.known[i] for i in data]
-        if not any(x.dtype == object for x in xs):
-            return False
-        if op == "Cast":
-            to = a["to"]
-            if np.dtype(to).kind == "f":
-                self.known[outs[0]] = xs[0]
-                self.real[outs[0]] = np.dtype(to).name
-                return True
-            if data[0] not in self.real:
-                return False
-            self.known[outs[0]] = _to_int(xs[0])  # float → int truncates toward zero
-            return True
-        fdt = next((self.real[i] for i in data if i in self.real),
-                   next((x.dtype.name for x in xs if x.dtype != object and x.dtype.kind == "f"),
-                        None))
-        if fdt is None:
-            return False
-        axs = [_exact(x) for x in xs]
-        if op in _REAL_BINARY:
-            f = np.frompyfunc(_REAL_BINARY[op], 2, 1)
-            res = np.asarray(f(axs[0], axs[1]), dtype=object)
-        else:  # Neg
-            res = np.asarray(np.negative(axs[0]), dtype=object)
-        res = _real_simplify(res, fdt)
-        self.known[outs[0]] = res
-        if res.dtype == object:
-            self.real[outs[0]] = fdt
-        return True
-
-    def _real_move(self, op, xs, attrs, fdt, outs) -> None:
-        """Data movement (Unsqueeze, Concat, Gather, ...) of float shape values: on their exact
-        entries, so a fraction is never rounded to an integer on the way."""
-        xs = [None if x is None else _exact(x) for x in xs]
-        if op == "Gather":
-            xs[1] = np.asarray([int(v) for v in xs[1].ravel()], np.int64).reshape(xs[1].shape)
-        for o, r in zip(outs, OPS[op].compute(xs, with_defaults(op, attrs))):
-            r = _real_simplify(np.asarray(r, dtype=object), fdt)
-            self.known[o] = r
-            if r.dtype == object:
-                self.real[o] = fdt
-
-    def _range(self, node, ins, outs) -> bool:
-        """A Range whose operands are floats (folded when they are numbers; with a dynamic
-        bound, ``start + delta · Cast(Range(0, n))`` with the exact count ``n =
-        ceil((limit − start) / delta)``).  False = an integer Range (the generic path)."""
-        if len(ins) != 3 or not all(ins):
-            return False
-        for i in ins:
-            if i not in self.known:
-                raise CompileError(f"Range operand {i!r} is computed from tensor data at run "
-                                   "time; the compiler needs it at compile time (shape "
-                                   "arithmetic on the input's shape is fine)")
-        dtype = self.dtype_of(ins[0])
-        if np.dtype(dtype).kind != "f":
-            return False
-        vals = []
-        for i, what in zip(ins, ("start", "limit", "delta")):
-            arr = self.known[i]
-            if arr.size != 1:
-                raise CompileError(f"Range {what} operand {i!r} must hold one value, not "
-                                   f"{arr.size}")
-            vals.append(_exact(arr).ravel()[0])
-        start, limit, delta = vals
-        if delta == 0:
-            raise CompileError("Range delta is 0")
-        if not any(is_sym(v) for v in vals):
-            n = max(int(sympy.ceiling((limit - start) / delta)), 0)
-            _check_shape((n,), "the constant computed at compile time", node,
-                         limit=MAX_FOLD_ELEMENTS)
-            s0, d0 = (np.asarray(self.known[i], dtype).ravel()[0] for i in (ins[0], ins[2]))
-            self.known[outs[0]] = (s0 + d0 * np.arange(n).astype(dtype)).astype(dtype)
-            return True
-        if is_sym(delta):
-            raise CompileError(f"Range delta {delta} depends on a dynamic axis; it must be a "
-                               "constant")
-        n = norm_dim(sympy.Max(sympy.ceiling((limit - start) / delta), 0))
-        base = outs[0]
-        idx, fidx, scaled = f"{base}/index", f"{base}/index_{dtype}", f"{base}/scaled"
-        self.emit("Range", [], [idx], {"start": 0, "limit": n, "delta": 1, "dtype": "int64"},
-                  node)
-        self.emit("Cast", [idx], [fidx], {"to": dtype}, node)
-        dname = self._real_const(f"{base}/delta", delta, dtype)
-        sname = self._real_const(f"{base}/start", start, dtype)
-        self.emit("Mul", [fidx, self.as_value(dname, node)], [scaled], {}, node)
-        self.emit("Add", [scaled, self.as_value(sname, node)], outs[:1], {}, node)
-        return True
-
-    def _real_const(self, name, v, dtype) -> str:
-        if is_sym(v):
-            arr = np.empty((), dtype=object)
-            arr[()] = v
-            self.known[name] = arr
-            self.real[name] = dtype
-        else:
-            self.known[name] = np.asarray(float(v), dtype=dtype)
-        return name
 
     def _constant(self, a: dict) -> np.ndarray:
         if len(a) != 1:
@@ -619,60 +453,6 @@ def import_model(model: onnx.ModelProto) -> Graph:
 
 
 INTERNAL = "internal frontend error, please report it"
-
-_REAL_OPS = ("Add", "Sub", "Mul", "Div", "Neg", "Max", "Min")
-_REAL_MOVES = ("Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Reshape", "Expand",
-               "Transpose")
-_REAL_BINARY = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y,
-                "Mul": lambda x, y: x * y, "Div": lambda x, y: _real_div(x, y),
-                "Max": lambda x, y: sympy.Max(x, y), "Min": lambda x, y: sympy.Min(x, y)}
-
-
-def _real_div(x, y):
-    if y == 0:
-        raise CompileError(f"shape arithmetic divides {x} by 0")
-    return sympy.sympify(x) / y
-
-
-def _exact(x: np.ndarray) -> np.ndarray:
-    """An object array of exact sympy numbers/expressions (a float is the rational it is)."""
-    out = np.empty(x.shape, dtype=object)
-    flat = [v if isinstance(v, sympy.Basic) else
-            (sympy.Rational(float(v)) if isinstance(v, (float, np.floating))
-             else sympy.Integer(int(v))) for v in np.asarray(x, dtype=object).ravel()]
-    if out.ndim == 0:
-        out[()] = flat[0]
-    else:
-        out.ravel()[:] = flat
-    return out
-
-
-def _real_simplify(arr: np.ndarray, dtype: str) -> np.ndarray:
-    """Numbers again when no dynamic dim is left (a float array of ``dtype``)."""
-    if any(is_sym(v) for v in arr.ravel()):
-        return arr
-    return np.array([float(v) for v in arr.ravel()], dtype=dtype).reshape(arr.shape)
-
-
-def _to_int(arr: np.ndarray) -> np.ndarray:
-    def trunc(v):
-        v = sympy.sympify(v)
-        if v.is_integer:
-            return norm_dim(v)
-        if v.is_nonnegative:
-            return norm_dim(sympy.floor(v))
-        if v.is_nonpositive:
-            return norm_dim(sympy.ceiling(v))
-        raise CompileError(f"cannot truncate {v} (shape arithmetic of unknown sign) to an "
-                           "integer")
-    out = np.empty(arr.shape, dtype=object)
-    flat = [trunc(v) for v in arr.ravel()]
-    if out.ndim == 0:
-        out[()] = flat[0]
-    else:
-        out.ravel()[:] = flat
-    return out if any(is_sym(v) for v in flat) else np.array(flat, np.int64).reshape(arr.shape)
-
 
 def onnx_io(model: onnx.ModelProto) -> dict:
     """Inputs and outputs with shapes (dim names for dynamic axes) for the report."""
