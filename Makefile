@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv run test test-fast lint bench fuzz clean
 
 help:
-	@echo "make run    compile the bundled example and print its report (builds .venv first)"
+	@echo "make run    compile the bundled few-shot model, evaluate it on held-out Omniglot: table, picture (builds .venv first)"
 	@echo "make test   run the whole test suite"
 	@echo "make bench  run the benchmarks (emulator vs onnxruntime, Lava, partitioning)"
 	@echo "make fuzz   run the long fuzzing campaign"

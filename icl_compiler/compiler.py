@@ -1,7 +1,7 @@
 """The compile driver: validate the options, run the frontend and the pipeline, make a Program.
 
 The stages are :data:`FRONTEND` (``load``, ``import``) and ``passes.manager.PIPELINE``
-(``fold_constants`` … ``attention``, ``lower``, ``quantise``, ``schedule``, ``partition``), run
+(``fold_constants`` … ``attention``, ``lower``, ``quantise``, ``schedule``, ``partition``, ``estimate``), run
 by one loop (``passes.base.run_passes``) that times, verifies and dumps every stage.  Each stage
 writes its own report section; the driver adds the precision, the ``passes`` list and the ``ops``
 the program measures on a few tokens (``runtime.report.measure_ops``).
@@ -24,7 +24,7 @@ from .runtime.program import Program
 from .runtime.report import measure_ops
 
 REPORT_ORDER = ("model", "precision", "passes", "attention", "activations", "token_ops",
-                "resources", "schedule", "offcore", "ops", "quantisation")
+                "resources", "schedule", "offcore", "ops", "quantisation", "estimate")
 
 
 def _load(m: Module, ctx: PassContext) -> str:

@@ -9,7 +9,7 @@ from icl_compiler.compiler import REPORT_ORDER, STAGES
 from icl_compiler.passes.manager import DEFAULT_PIPELINE, PIPELINE
 from tests.helpers import SMALL, fixture
 
-NEURO = ("lower", "quantise", "schedule", "partition")
+NEURO = ("lower", "quantise", "schedule", "partition", "estimate")
 
 
 def test_the_stages_are_the_frontend_then_the_pipeline():
@@ -48,7 +48,7 @@ def test_dump_ir_after_every_stage(stage):
         assert "Trilu" in text  # the ONNX model, printed by onnx.printer
     elif stage in NEURO:
         assert text.startswith("neuro graph (" + ("float" if stage == "lower" else "fixed"))
-        assert ("schedule {" in text) == (stage in ("schedule", "partition"))
+        assert ("schedule {" in text) == (stage in ("schedule", "partition", "estimate"))
     else:
         assert "PlasticAttention(" in text if stage == "attention" else "(" in text
 

@@ -83,6 +83,34 @@ def load_omniglot(path: str) -> Dict[str, np.ndarray]:
     return {k: np.stack([v[f] for f in sorted(v)]) for k, v in sorted(per_char.items())}
 
 
+PACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "omniglot_heldout.npz")
+CALIB_PACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "omniglot_calib.npz")
+
+
+def from_u8(u: np.ndarray) -> np.ndarray:
+    """uint8 ``255 - a`` (as stored in the packs) -> float32 ``1 - a/255``, the exact values of
+    ``image_to_x`` (same float32 operations, so bit-identical)."""
+    a = 255 - np.asarray(u).astype(np.float32)
+    return 1 - a / 255
+
+
+def load_pack(path: str = PACK) -> Dict[str, np.ndarray]:
+    """The committed held-out Omniglot pack (``make_pack.py``): {"Alphabet/characterNN": float32
+    [20, 784]} for the 64 characters of Greek and Korean, equal to
+    ``split_alphabets(load_omniglot(zips))[1]`` bit for bit."""
+    with np.load(path, allow_pickle=False) as z:
+        imgs, names = z["images"], z["characters"]
+    x = from_u8(imgs.reshape(imgs.shape[0], imgs.shape[1], N_PIX))
+    return {str(k): x[i] for i, k in enumerate(names)}
+
+
+def load_calib_pack(path: str = CALIB_PACK) -> np.ndarray:
+    """The committed calibration episodes (``make_pack.py``): float32 [16, 26, 804], 5-way 5-shot
+    from the training alphabets (never the held-out ones)."""
+    with np.load(path, allow_pickle=False) as z:
+        return from_u8(z["episodes"])
+
+
 def digit_to_x(img8x8: np.ndarray) -> np.ndarray:
     """sklearn digit (8x8, values 0..16) -> ink-dark-on-white 8-bit image -> the issue's formula."""
     pix = np.round(255 - np.asarray(img8x8, np.float64) * 255 / 16).clip(0, 255).astype(np.uint8)

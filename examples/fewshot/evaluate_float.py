@@ -9,6 +9,7 @@ node output over all evaluated episodes (what the fixed-point quantiser needs; n
 package).
 
     python evaluate_float.py --omniglot /work/shared/data/omniglot [--model model.onnx]
+    python evaluate_float.py --pack --no-digits       # the committed held-out pack
 """
 
 from __future__ import annotations
@@ -111,6 +112,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(HERE, "model.onnx"))
     ap.add_argument("--omniglot", help="Omniglot zip or directory of zips (held-out alphabets are used)")
+    ap.add_argument("--pack", action="store_true",
+                    help="the held-out alphabets from the committed omniglot_heldout.npz instead "
+                         "(the same images, bit for bit; default split only)")
     ap.add_argument("--split-seed", type=int, default=fsdata.DEFAULT_SPLIT_SEED)
     ap.add_argument("--n-test-alphabets", type=int, default=fsdata.DEFAULT_N_TEST_ALPHABETS)
     ap.add_argument("--episodes", type=int, default=1000)
@@ -126,10 +130,14 @@ def main():
     run = Runner(a.model, a.activations)
     results = {}
     t0 = time.time()
-    if a.omniglot:
-        chars = fsdata.load_omniglot(a.omniglot)
-        _, test = fsdata.split_alphabets(chars, a.split_seed, a.n_test_alphabets)
-        alph = fsdata.held_out_alphabets(chars, a.split_seed, a.n_test_alphabets)
+    if a.omniglot or a.pack:
+        if a.pack:
+            test = fsdata.load_pack()
+            alph = sorted({k.split("/")[0] for k in test})
+        else:
+            chars = fsdata.load_omniglot(a.omniglot)
+            _, test = fsdata.split_alphabets(chars, a.split_seed, a.n_test_alphabets)
+            alph = fsdata.held_out_alphabets(chars, a.split_seed, a.n_test_alphabets)
         print(f"Omniglot held-out alphabets {alph}: {len(test)} characters")
         if a.activations:
             run.tag = "omniglot"

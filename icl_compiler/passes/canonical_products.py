@@ -10,7 +10,11 @@ Matches, whatever the exporter made of ``torch.einsum``, broadcasting and ``sum`
 3. an ``Einsum`` of three or more operands (``einsum("bhts,ts,bhsd->bhtd", a, mask, v)``) → a
    chain of binary ``Einsum`` s, left to right, each keeping only the letters still needed;
 4. a binary ``Einsum`` that sums no letter (an elementwise product: a mask times the weights,
-   an outer product) → ``Transpose``/``Unsqueeze`` of the operands and a broadcasting ``Mul``.
+   an outer product) → ``Transpose``/``Unsqueeze`` of the operands and a broadcasting ``Mul``;
+5. a product of two activations scaled by a constant that is 1 along its last two axes (a
+   learned per-head temperature ``s * scale[H, 1, 1]``, as in cosine attention) →
+   the same product of the left operand scaled: ``MatMul(a * c, b)``, so that each head's
+   scale is a per-feature constant on q.
 
 After it, every product of tensors is a binary Einsum that contracts something, a MatMul/Gemm,
 or a Mul — the forms the classification and the attention pass read.
@@ -150,9 +154,38 @@ def _elementwise(g: Graph, n: Node, terms, out) -> bool:
     return True
 
 
+def _scaled_product(g: Graph, n: Node) -> bool:
+    """5. Mul/Div(MatMul(a, b), c), c a constant that is 1 along the product's last two axes (a
+    per-head scale [H, 1, 1]) → MatMul(Mul/Div(a, c), b): the scale moves onto the left operand."""
+    if n.op not in ("Mul", "Div") or len(n.inputs) != 2:
+        return False
+    p_in = next((i for i in n.inputs if const(g, i) is None), None)
+    c_in = next((i for i in n.inputs if const(g, i) is not None), None)
+    if p_in is None or c_in is None or (n.op == "Div" and n.inputs[1] != c_in):
+        return False
+    p = g.producer(p_in)
+    c = const(g, c_in)
+    if p is None or p.op != "MatMul" or any(const(g, i) is not None for i in p.inputs) \
+            or len(g.consumers(p_in)) != 1 or p_in in g.outputs or c.size <= 1:
+        return False
+    rank = g.values[p_in].rank
+    if c.ndim > rank or c.ndim < 2 or c.shape[-1] != 1 or c.shape[-2] != 1 \
+            or c.ndim > g.values[p.inputs[0]].rank:
+        return False
+    a, b = p.inputs[0], p.inputs[1]
+    out = n.outputs[0]
+    g.remove_node(n.name)
+    g.remove_node(p.name)
+    scaled = add_op(g, n.op, [a, c_in], onnx_name=n.onnx_name)
+    add_op(g, "MatMul", [scaled, b], out=out, onnx_name=p.onnx_name)
+    return True
+
+
 def _rewrite(g: Graph, n: Node) -> str | None:
     if n.op == "ReduceSum":
         return "mul+sum" if _mul_reduce(g, n) else None
+    if n.op in ("Mul", "Div"):
+        return "scaled product" if _scaled_product(g, n) else None
     spec = _terms(n) if n.op == "Einsum" else None
     if spec is None:
         return None
@@ -165,7 +198,7 @@ def _rewrite(g: Graph, n: Node) -> str | None:
 
 
 def run(g: Graph, ctx=None) -> str:
-    done = {"mul+sum": 0, "unary": 0, "n-ary": 0, "elementwise": 0}
+    done = {"mul+sum": 0, "unary": 0, "n-ary": 0, "elementwise": 0, "scaled product": 0}
     for _ in range(8):  # one rewrite can expose another (an n-ary chain's elementwise step)
         changed = False
         for n in g.topo_nodes():

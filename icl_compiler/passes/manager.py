@@ -6,27 +6,31 @@
 tensor IR (each rewrites the graph in place; ``run(graph, ctx) -> summary`` in its module)
 
 1. ``fold_constants``   constant folding + dead-code elimination
-2. ``canonical_products`` Mul+ReduceSum, unary, n-ary and elementwise Einsums → binary
+2. ``tabulate_ids``     a function of the token id alone (one-hot matmul, id-derived
+                        padding mask) → Gather of a table evaluated on every id
+3. ``canonical_products`` Mul+ReduceSum, unary, n-ary and elementwise Einsums → binary
                         contracting Einsums and Muls
-3. ``linear_attention`` a running sum (CumSum) of k ⊗ v read by q → scores · tril · V
-4. ``cse``              common-subexpression elimination
-5. ``remove_noops``     Identity, same-type Cast, same-shape Reshape, Transpose∘Transpose
-6. ``fuse_linear``      MatMul(+bias Add) / Gemm with constant weights → Linear
-7. ``fuse_layernorm``   LayerNormalization / decomposed LayerNorm → LayerNorm
-8. ``fuse_rmsnorm``     RMSNorm / L2 norm recognised by their numbers → RMSNorm / L2Norm
-9. ``head_layout``      head split/merge → SplitHeads/MergeHeads; fused qkv Split and
+4. ``linear_attention`` a running sum (CumSum) of k ⊗ v read by q → scores · tril · V
+5. ``cse``              common-subexpression elimination
+6. ``remove_noops``     Identity, same-type Cast, same-shape Reshape, Transpose∘Transpose
+7. ``fuse_linear``      MatMul(+bias Add) / Gemm with constant weights → Linear
+8. ``fuse_layernorm``   LayerNormalization / decomposed LayerNorm → LayerNorm
+9. ``fuse_rmsnorm``     RMSNorm / L2 norm recognised by their numbers → RMSNorm / L2Norm
+10. ``head_layout``      head split/merge → SplitHeads/MergeHeads; fused qkv Split and
                         per-head projections → Linears
-10. ``attention``       causal softmax-free attention → one PlasticAttention per layer
-11. ``fuse_activation`` smooth activations (GELU, SiLU, sigmoid, tanh …) recognised by their
+11. ``attention``       causal softmax-free attention → one PlasticAttention per layer
+12. ``fuse_activation`` smooth activations (GELU, SiLU, sigmoid, tanh …) recognised by their
                         numbers → Activation
 
 tensor IR → neuromorphic IR, then neuromorphic IR
 
-12. ``lower``           populations, synapse groups, plastic heads (writes ``attention``,
+13. ``lower``           populations, synapse groups, plastic heads (writes ``attention``,
                         ``offcore``, ``activations``, ``token_ops``)
-13. ``quantise``        fixed mode only: int8 weights, payload scales (writes ``quantisation``)
-14. ``schedule``        the token schedule (writes ``schedule``)
-15. ``partition``       cores and chips (writes ``resources``)
+14. ``quantise``        fixed mode only: int8 weights, payload scales (writes ``quantisation``)
+15. ``schedule``        the token schedule (writes ``schedule``)
+16. ``partition``       cores and chips (writes ``resources``)
+17. ``estimate``        Loihi 2 latency and energy ESTIMATE, Loihi 1 per-op proxies (writes
+                        ``estimate``)
 
 :data:`PASSES` maps every name to its pass.  :data:`DEFAULT_PIPELINE` (= :data:`PASS_NAMES`)
 names the tensor part, which :func:`run_pipeline` runs on a tensor graph by default (tests and
@@ -41,6 +45,7 @@ from . import (
     canonical_products,
     attention,
     cse,
+    estimate,
     fold_constants,
     fuse_activation,
     fuse_layernorm,
@@ -53,6 +58,7 @@ from . import (
     quantise,
     remove_noops,
     schedule,
+    tabulate_ids,
 )
 from .base import Module, Pass, PassContext, run_passes, tensor_pass, verify_result
 
@@ -61,6 +67,7 @@ __all__ = ["PIPELINE", "PASSES", "DEFAULT_PIPELINE", "PASS_NAMES", "PassContext"
 
 PIPELINE: tuple[Pass, ...] = (
     tensor_pass("fold_constants", fold_constants.run),
+    tensor_pass("tabulate_ids", tabulate_ids.run),
     tensor_pass("canonical_products", canonical_products.run),
     tensor_pass("linear_attention", linear_attention.run),
     tensor_pass("cse", cse.run),
@@ -75,6 +82,7 @@ PIPELINE: tuple[Pass, ...] = (
     quantise.PASS,
     schedule.PASS,
     partition.PASS,
+    estimate.PASS,
 )
 
 PASSES: dict[str, Pass | Callable[[Graph, PassContext], str]] = {p.name: p for p in PIPELINE}

@@ -119,6 +119,37 @@ def format_activation(a: dict) -> str:
     return f"{head} {a['fn']}: {how}; {a['synapses_in']} synapses in"
 
 
+def _si(x: float, unit: str) -> str:
+    for f, p in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")):
+        if abs(x) >= f or p == "p":
+            return f"{x / f:.3g} {p}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def format_estimate(e: dict) -> str:
+    """The report's ``estimate`` section: per token and per sequence latency and energy, labelled
+    as the estimate it is, and where its figures come from."""
+    pt, ps, c = e["per_token"], e["per_sequence"], e["counts"]
+    a, b = pt["at_t1"], pt["at_t_max"]
+    sy = c["synaptic_ops_per_token"]
+    return "\n".join([
+        "Loihi 2 estimate (not a measurement)",
+        f"  per token     {_si(pt['latency_s'], 's')}, {_si(pt['energy_j'], 'J')} (mean over the "
+        f"context; t=1: {_si(a['latency_s'], 's')}, {_si(a['energy_j'], 'J')}; "
+        f"t={b['position']}: {_si(b['latency_s'], 's')}, {_si(b['energy_j'], 'J')})",
+        f"  per sequence  {_si(ps['latency_s'], 's')}, {_si(ps['energy_j'], 'J')} for "
+        f"{ps['tokens']} tokens ({ps['steps']} algorithmic steps, {c['chips']} chip(s), "
+        f"{c['cores']} cores)",
+        f"  counts/token  {sy['t1']:g}-{sy['t_max']:g} synaptic ops, "
+        f"{c['learning_updates_per_token']:g} learning updates, "
+        f"{c['neuron_updates_per_token']['active']:g} active + "
+        f"{c['neuron_updates_per_token']['inactive']:g} inactive neuron updates",
+        "  figures       Loihi 1 per-op energies/times as PROXIES (Davies et al., IEEE Micro "
+        "2018, Table 2); static power measured on Loihi 2 (lava-dl PilotNet benchmarks, "
+        f"{c['static_power_w']:g} W); assumptions and sources in report.json \"estimate\"",
+    ])
+
+
 def format_report(r: dict) -> str:
     lines = []
     m = r["model"]
@@ -151,6 +182,8 @@ def format_report(r: dict) -> str:
                  f"{o['spikes_per_token']:g} spikes ({o['measured_on']})")
     if r.get("offcore"):
         lines.append("off-core   " + ", ".join(f"{x['op']}@{x['placement']}" for x in r["offcore"]))
+    if r.get("estimate"):
+        lines.append(format_estimate(r["estimate"]))
     q = r.get("quantisation")
     if q:
         lines.append(f"fixed point {q['summary']}")

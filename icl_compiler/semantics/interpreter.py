@@ -91,6 +91,7 @@ class Interpreter:
     def __init__(self, ng: NeuroGraph, *, memory_budget: int = MEMORY_BUDGET):
         self.ng = ng
         self.fixed = ng.precision == "fixed"
+        self._batch: int | None = None  # sequences in the chunk advance() computes
         self.order = ng.static_order()
         self.heads_by_out = {h.out: h for h in ng.heads}
         self.head_pops = {h.slots for h in ng.heads}
@@ -315,6 +316,7 @@ class Interpreter:
             return np.stack([self._step_counted(x[:, i], t0 + i, state, stats)
                              for i in range(T)], axis=1)
         ng, fixed, N = self.ng, self.fixed, B * T
+        self._batch = B  # float products are computed token by token (products.rows_matmul)
         vals: dict = {}
         nz: dict[str, int] = {}
         amax: dict[str, int] = {}
@@ -378,7 +380,7 @@ class Interpreter:
                 return s.weights.T[pre.idx] * pre.payload
             if diag is not None and np.isfinite(absmax(pre)):  # (0·inf would be NaN)
                 return pre * diag
-            return neurons.dense(s, pre, False)
+            return neurons.dense(s, pre, False, self._batch)
         if s.pre not in amax:  # (max |payload|, the payloads as Lava's int32 channels carry them)
             if isinstance(pre, _OneHot):
                 amax[s.pre] = (abs(int(pre.payload)), pre)

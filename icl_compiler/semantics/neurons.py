@@ -140,10 +140,11 @@ def dequantise(y: np.ndarray, scale: float, fixed: bool) -> np.ndarray:
 
 # -- static synapses and neurons -----------------------------------------------------------------
 
-def dense(s: SynapseGroup, pre: np.ndarray, fixed: bool) -> np.ndarray:
-    """A static synapse group's contribution to its post population's current."""
+def dense(s: SynapseGroup, pre: np.ndarray, fixed: bool, batch: int | None = None) -> np.ndarray:
+    """A static synapse group's contribution to its post population's current (``pre`` [rows,
+    n]: one token of every sequence, or ``batch`` sequences × tokens, row i·T + t)."""
     if not fixed:
-        return rows_matmul(pre, s.weights.T)
+        return rows_matmul(pre, s.weights.T, batch)
     return fx.dense(s.weights, s.exp, pre)
 
 

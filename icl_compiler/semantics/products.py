@@ -9,17 +9,20 @@ and fusion (FMA) the BLAS uses: each partial sum of ``c_ij = Σ_k a_ik·b_kj`` i
 checks that bound (``max|a|`` from the data, the column sums of ``|b|`` from the caller, who
 computes them once per weight matrix) and falls back to int64 otherwise.
 
-Float products (float mode).  OpenBLAS computes a row of ``a @ b`` with a kernel that depends on
-how many rows the call has (odd or small row counts take other code paths, which round
-differently; measured on OpenBLAS 0.3.23, Haswell kernels).  With the number of rows padded to a
-multiple of :data:`ROW_BLOCK`, every row goes through the same full-tile kernel, so evaluating a
-token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives bit-identical rows:
-:func:`rows_matmul` does that padding, and both the token-by-token and the sequence-parallel
-interpreter use it for every float static synapse group (for B a multiple of 8 it is the plain
-``pre @ Wᵀ`` of before, so calibration with such batches quantises exactly as before).  The heads'
-float reductions stay ``np.einsum`` over the last axis (K·q over d, V·a over the slots), whose
-kernel computes each dot product alike for one token or for T.
-``tests/semantics/test_products.py`` checks the row property on the installed BLAS.
+Float products (float mode).  OpenBLAS computes a row of ``a @ b`` with code that depends on the
+shape of the call and on the row's place in it (measured on OpenBLAS 0.3.23: with Haswell
+kernels, padding the rows to a multiple of 8 was enough for any row count; with the
+SkylakeX/Cooperlake kernels an AMD EPYC host selects, calls of 8 or 16 rows round differently
+from the same rows in a longer call, and with 804 output columns a row's result depends on its
+place in the call).  So :func:`rows_matmul` never lets either vary between the two evaluation
+orders: it computes a float static synapse group one token at a time — each token's batch rows
+one BLAS call of shape [⌈B/8⌉·8, K] × [K, N], sequence i at row i, zero rows padding it (one
+stacked ``np.matmul`` of the T tokens' blocks, which numpy runs as T calls of that shape) — so
+evaluating a token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives
+bit-identical rows.  The heads' float reductions stay ``np.einsum`` over the last axis (K·q over
+d, V·a over the slots), whose kernel computes each dot product alike for one token or for T.
+``tests/semantics/test_products.py`` checks the property on the installed BLAS for several
+shapes and batch sizes.
 
 Allocator.  The interpreter's arrays are a few hundred KiB to a few MiB.  glibc serves such blocks
 by ``mmap`` until a large block has been freed once (its *dynamic* threshold) and returns freed
@@ -38,7 +41,7 @@ import sys
 import numpy as np
 
 F64_EXACT = 2**53  # integers of magnitude below this are exact in float64
-ROW_BLOCK = 8  # rows of a float product are padded to a multiple of this
+ROW_BLOCK = 8  # a token's rows of a float product are padded to a multiple of this
 
 
 def absmax(x: np.ndarray) -> int | float:
@@ -48,22 +51,25 @@ def absmax(x: np.ndarray) -> int | float:
     return max(-x.min(), x.max())
 
 
-def rows_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` (float64; a [..., M, K], b [..., K, N]) with the rows of ``a`` padded to a multiple
-    of ROW_BLOCK, so that each row's result does not depend on M (see the module docstring)."""
+def rows_matmul(a: np.ndarray, b: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """``a @ b`` in float64 for a [M, K] and b [K, N], computed one token at a time: ``a``'s rows
+    are ``batch`` sequences × M/batch tokens (row ``i·T + t``; default: one token, M = batch), and
+    each token's ``batch`` rows are one BLAS call of the same shape [ROW_BLOCK·⌈batch/ROW_BLOCK⌉,
+    K] × [K, N] (zero rows pad it), with sequence i at row i — so a token's results do not depend
+    on how many tokens are computed with it (see the module docstring)."""
     a = np.asarray(a, np.float64)
-    M = a.shape[-2]
-    main = M - M % ROW_BLOCK
-    if main == M:
-        return np.matmul(a, b)
-    lead = np.broadcast_shapes(a.shape[:-2], np.shape(b)[:-2])
-    out = np.empty(lead + (M, np.shape(b)[-1]), np.float64)
-    if main:
-        np.matmul(a[..., :main, :], b, out=out[..., :main, :])
-    tail = np.zeros(a.shape[:-2] + (ROW_BLOCK, a.shape[-1]), np.float64)
-    tail[..., :M - main, :] = a[..., main:, :]
-    out[..., main:, :] = np.matmul(tail, b)[..., :M - main, :]
-    return out
+    M, K = a.shape
+    batch = M if batch is None else batch
+    if batch == 0 or M == 0:
+        return np.zeros((M, b.shape[-1]), np.float64)
+    T = M // batch
+    if T * batch != M:
+        raise ValueError(f"{M} rows are not {batch} sequences of whole tokens")
+    Bp = -(-batch // ROW_BLOCK) * ROW_BLOCK
+    blocks = np.zeros((T, Bp, K), np.float64)
+    blocks[:, :batch] = a.reshape(batch, T, K).transpose(1, 0, 2)
+    out = np.matmul(blocks, np.ascontiguousarray(b, np.float64))  # T calls of [Bp, K] x [K, N]
+    return out[:, :batch].transpose(1, 0, 2).reshape(M, -1)
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,

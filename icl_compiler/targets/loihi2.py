@@ -27,6 +27,18 @@ Correct a number here and every pass picks it up.  Sources, abbreviated in the c
                memory format in ``SynapseConfig.bits_per_axon`` (see SYNAPSE_* below).
 * [DAVIES]     Davies et al., "Loihi: a neuromorphic manycore processor with on-chip learning",
                IEEE Micro 2018 (Loihi 1: 128 cores, 3 x86 cores, 128 KB synaptic memory per core).
+               Its Table 2 (Loihi 1, 14 nm) gives the per-operation energies and times the latency
+               and energy estimate uses (``passes/estimate.py``): 23.6 pJ / 3.5 ns per synaptic
+               spike op, 120 pJ per synaptic (learning) update, 81 / 52 pJ per active / inactive
+               neuron update, 1.7 pJ per spike within a tile, 3.0 / 4.0 pJ per tile hop (E-W /
+               N-S), 113–465 ns barrier synchronisation (1–32 tiles).  No Loihi 2 per-op figure is
+               published: these are Loihi 1 PROXIES for Loihi 2.
+* [LAVA-DL-PILOTNET] lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_sdnn/benchmark.ipynb`` and
+               ``pilotnet_snn/benchmark.ipynb`` (``loihi2_profiler.Loihi2Power``, measured on an
+               Oheo Gulch board): static power 0.23–0.28 W with the workload loaded.
+
+Tags of the estimate's figures: MEASURED (a published measurement, of Loihi 1 unless it says
+Loihi 2), ASSUMED (no published figure; the comment gives the reason for the value).
 
 Numbers without a public Loihi 2 figure (fan-in/fan-out per core, the synapse memory format) take
 the Loihi 1 value and say so; they are assumptions, overridable through :func:`get_target`.
@@ -88,6 +100,83 @@ POST_TRACES = 3  # y1, y2, y3 per post-synaptic neuron
 # words; the learning rule's microcode (two product terms for our rules) takes 4 words per plastic
 # synapse group on a core.
 LEARNING_RULE_BITS = 4 * SYNAPSE_WORD_BITS
+
+# -- latency and energy estimate (passes/estimate.py) -------------------------------------------------
+# Loihi 1 per-op figures, [DAVIES] Table 2, used as PROXIES for Loihi 2 (Intel publishes none).
+E_SYNOP_J = 23.6e-12  # MEASURED (Loihi 1) [DAVIES] energy per synaptic spike op
+T_SYNOP_S = 3.5e-9  # MEASURED (Loihi 1) [DAVIES] time per synaptic spike op
+E_LEARN_J = 120e-12  # MEASURED (Loihi 1) [DAVIES] energy per synaptic (plastic) update
+E_NEURON_ACTIVE_J = 81e-12  # MEASURED (Loihi 1) [DAVIES] energy per active neuron update
+E_NEURON_INACTIVE_J = 52e-12  # MEASURED (Loihi 1) [DAVIES] energy per inactive neuron update
+E_SPIKE_TILE_J = 1.7e-12  # MEASURED (Loihi 1) [DAVIES] energy per spike within a tile
+E_HOP_EW_J = 3.0e-12  # MEASURED (Loihi 1) [DAVIES] energy per tile hop, east-west
+E_HOP_NS_J = 4.0e-12  # MEASURED (Loihi 1) [DAVIES] energy per tile hop, north-south
+E_HOP_J = (E_HOP_EW_J + E_HOP_NS_J) / 2  # ASSUMED: hops are as often E-W as N-S (mean)
+T_BARRIER_MIN_S = 113e-9  # MEASURED (Loihi 1) [DAVIES] barrier synchronisation, 1 tile
+T_BARRIER_MAX_S = 465e-9  # MEASURED (Loihi 1) [DAVIES] barrier synchronisation, 32 tiles
+# Times per neuron update and per learning update: Table 2's time column for these rows could not
+# be checked against the paper in this session, so they are ASSUMED, with the reason:
+T_NEURON_ACTIVE_S = 2 * T_SYNOP_S  # ASSUMED: an active update (integrate, fire) costs about two
+# synaptic ops' time (the 81/23.6 pJ energy ratio is 3.4; we take the smaller time ratio 2)
+T_NEURON_INACTIVE_S = T_SYNOP_S  # ASSUMED: an inactive update (decay only) ~ one synaptic op
+T_LEARN_S = 2 * T_SYNOP_S  # ASSUMED: a plastic update is a read-modify-write of one synapse
+# Mesh geometry for hops: Loihi 2's floor plan is not public.
+CORES_PER_TILE = 4  # ASSUMED (Loihi 1 proxy): 128 cores in 32 tiles ([DAVIES]'s barrier range
+# "1–32 tiles" for a 128-core chip)
+TILE_MESH = (8, 4)  # ASSUMED: the 32 tiles as an 8 × 4 mesh; a core's tile is core // 4, its
+# position (tile % 8, tile // 8); hops between two cores = Manhattan distance of their tiles
+INTERCHIP_SPIKE_HOPS = TILE_MESH[0] + TILE_MESH[1]  # ASSUMED: no inter-chip energy is
+# published; a spike between chips is charged a full mesh diameter of hops on top of its tile
+# spike (it leaves one chip's mesh and crosses the next one's)
+# Measured Loihi 2 board static power (an Oheo Gulch board, one chip).
+P_STATIC_MIN_W = 0.23  # MEASURED (Loihi 2) [LAVA-DL-PILOTNET] static power, low end
+P_STATIC_MAX_W = 0.28  # MEASURED (Loihi 2) [LAVA-DL-PILOTNET] static power, high end
+P_STATIC_W = (P_STATIC_MIN_W + P_STATIC_MAX_W) / 2  # ASSUMED: the middle of the measured range,
+# per chip used (the measurement is of a one-chip board; multi-chip systems scale per chip)
+ESTIMATE_SOURCES = {
+    "DAVIES": "M. Davies et al., \"Loihi: a neuromorphic manycore processor with on-chip "
+              "learning\", IEEE Micro 38(1), 2018, Table 2 (Loihi 1, 14 nm) — Loihi 1 PROXY",
+    "LAVA-DL-PILOTNET": "lava-dl tutorials/lava/lib/dl/netx/pilotnet_sdnn/benchmark.ipynb and "
+                        "pilotnet_snn/benchmark.ipynb, Loihi2Power profiler on Oheo Gulch "
+                        "(Loihi 2, measured static power 0.23–0.28 W)",
+    "ASSUMED": "no published figure; the value and its reason are in targets/loihi2.py",
+}
+# name -> (value, tag, source): what the estimate uses, as the report lists it
+ESTIMATE_CONSTANTS = {
+    "E_SYNOP_J": (E_SYNOP_J, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "T_SYNOP_S": (T_SYNOP_S, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "E_LEARN_J": (E_LEARN_J, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "E_NEURON_ACTIVE_J": (E_NEURON_ACTIVE_J, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "E_NEURON_INACTIVE_J": (E_NEURON_INACTIVE_J, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "E_SPIKE_TILE_J": (E_SPIKE_TILE_J, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "E_HOP_J": (E_HOP_J, "ASSUMED mean of the MEASURED 3.0 / 4.0 pJ, Loihi 1 proxy", "DAVIES"),
+    "T_BARRIER_MIN_S": (T_BARRIER_MIN_S, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "T_BARRIER_MAX_S": (T_BARRIER_MAX_S, "MEASURED, Loihi 1 proxy", "DAVIES"),
+    "T_NEURON_ACTIVE_S": (T_NEURON_ACTIVE_S, "ASSUMED (2 × T_SYNOP_S)", "ASSUMED"),
+    "T_NEURON_INACTIVE_S": (T_NEURON_INACTIVE_S, "ASSUMED (1 × T_SYNOP_S)", "ASSUMED"),
+    "T_LEARN_S": (T_LEARN_S, "ASSUMED (2 × T_SYNOP_S)", "ASSUMED"),
+    "CORES_PER_TILE": (CORES_PER_TILE, "ASSUMED, Loihi 1 proxy", "ASSUMED"),
+    "TILE_MESH": (TILE_MESH, "ASSUMED, Loihi 1 proxy", "ASSUMED"),
+    "INTERCHIP_SPIKE_HOPS": (INTERCHIP_SPIKE_HOPS, "ASSUMED", "ASSUMED"),
+    "P_STATIC_W": (P_STATIC_W, "ASSUMED middle of the MEASURED Loihi 2 range 0.23–0.28 W",
+                   "LAVA-DL-PILOTNET"),
+}
+
+
+def core_hops(a: int, b: int, cores_per_chip: int = NEURO_CORES_PER_CHIP) -> int:
+    """Tile hops between cores ``a`` and ``b`` of one chip on the assumed mesh (TILE_MESH)."""
+    ta, tb = (a % cores_per_chip) // CORES_PER_TILE, (b % cores_per_chip) // CORES_PER_TILE
+    w = TILE_MESH[0]
+    return abs(ta % w - tb % w) + abs(ta // w - tb // w)
+
+
+def barrier_s(tiles: int) -> float:
+    """Barrier synchronisation of one step over ``tiles`` tiles: [DAVIES]'s 113 ns (1 tile) to
+    465 ns (32 tiles), linear in between (ASSUMED), 465 ns beyond."""
+    n = TILE_MESH[0] * TILE_MESH[1]
+    f = min(max(tiles - 1, 0), n - 1) / (n - 1)
+    return T_BARRIER_MIN_S + f * (T_BARRIER_MAX_S - T_BARRIER_MIN_S)
+
 
 # -- systems ----------------------------------------------------------------------------------------
 SYSTEMS = {

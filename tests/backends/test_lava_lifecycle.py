@@ -391,3 +391,15 @@ def test_in_process_run_restores_handlers_and_leaves_no_registry():
     root = lifecycle.registry_root()
     assert not [e for e in os.listdir(root) if e.startswith(f"{os.getpid()}-")]
     assert not [p for p, _ in descendants(os.getpid()) if "--reap" in cmdline(p)]
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), 0, -1, True, "10"])
+def test_run_program_checks_its_timeout_itself(t):
+    """A direct caller of the backend (not through Program.run) cannot switch the deadline off."""
+    import numpy as np
+
+    from icl_compiler.backends.lava import run_program
+    from icl_compiler.errors import OptionError
+
+    with pytest.raises(OptionError, match="timeout must be a positive number of seconds"):
+        run_program(object(), np.zeros((1, 2), np.int64), timeout=t)

@@ -360,3 +360,17 @@ def test_softmax_written_by_hand_is_refused_as_softmax(norm):
                                            r"hand") as e:
         apply("attention", g, CTX)
     assert e.value.node == "/attn/exp"
+
+
+def test_a_query_position_factor_is_refused_naming_its_div():
+    """A running mean (÷(t+1) on query t's weights): refused as a position-dependent factor,
+    naming the Div, with the per-position factors in the message (not as an ALiBi-style bias)."""
+    def mean(b, s):
+        n = b.op("Range", start=1, limit=T + 1, delta=1, dtype="float32")
+        return b.op("Div", s, b.op("Unsqueeze", n, axes=[1]), onnx_name="/attn/running_mean")
+    g = build(mask="where_bool", extra=mean)
+    with pytest.raises(CompileError, match=r"multiplied by a factor that depends on t "
+                                           r"\(c_0, c_1, … = 0\.5, 0\.25") as e:
+        apply("attention", g, CTX)
+    assert e.value.node == "/attn/running_mean" and "ALiBi" not in str(e.value)
+    assert "row sum" in e.value.hint

@@ -1,5 +1,7 @@
 """canonical_products: broadcast-and-sum products, unary, n-ary and elementwise Einsums become
 binary contracting Einsums and Muls, computing the same numbers."""
+import numpy as np
+
 from icl_compiler.passes.manager import PassContext
 from tests.passes.common import B, Builder, T, apply, assert_same_numbers
 
@@ -102,3 +104,26 @@ def test_broadcast_sum_attention_compiles_to_plastic_attention():
     h, _ = apply("attention", h, PassContext(max_context=12))
     assert "PlasticAttention" in _ops(h), _ops(h)
     assert_same_numbers(g, h)
+
+
+def test_a_per_head_scale_of_the_scores_moves_onto_q():
+    """s = (q @ kᵀ) * c[H, 1, 1] (a learned per-head temperature) → (q * c) @ kᵀ."""
+    b = Builder()
+    _, (q, k, _) = _qkv(b)
+    s = b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+    scale = b.const(np.array([[[0.5]], [[3.0]]]))
+    g = b.output(b.op("Relu", b.op("Mul", s, scale)))
+    h, summary = apply("canonical_products", g)
+    assert summary == "rewrote 1 scaled product"
+    mm = next(n for n in h.nodes.values() if n.op == "MatMul")
+    assert h.producer(mm.inputs[0]).op == "Mul"
+    assert_same_numbers(g, h)
+
+
+def test_a_scale_that_varies_along_the_keys_stays():
+    b = Builder()
+    _, (q, k, _) = _qkv(b)
+    s = b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+    g = b.output(b.op("Mul", s, b.rand(1, 5)))  # along the key axis: not a factor of q
+    _, summary = apply("canonical_products", g)
+    assert summary == "no product to rewrite"

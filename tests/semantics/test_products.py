@@ -3,7 +3,7 @@ products that the two evaluation orders of the interpreter rely on."""
 import numpy as np
 import pytest
 
-from icl_compiler.semantics.products import (F64_EXACT, ROW_BLOCK, absmax, int_matmul,
+from icl_compiler.semantics.products import (F64_EXACT, absmax, int_matmul,
                                              rows_matmul, uses_blas)
 
 
@@ -44,17 +44,27 @@ def test_bound_is_checked_against_the_data_maximum():
     assert uses_blas(absmax(a) - 1, _colsum(b))
 
 
-@pytest.mark.parametrize("K,N", [(804, 64), (64, 20), (32, 26), (26, 32), (768, 768)])
-def test_float_rows_do_not_depend_on_the_number_of_rows(K, N):
-    """The property both evaluation orders rely on (products.py): with rows padded to a multiple
-    of ROW_BLOCK, a row of a float product is computed the same way in a call of any size.  If
-    this fails, the installed BLAS breaks it and float mode is exact only to rounding."""
+@pytest.mark.parametrize("K,N", [(804, 64), (64, 20), (32, 26), (26, 32), (768, 768), (7, 100),
+                                 (100, 7), (64, 804)])
+def test_float_rows_do_not_depend_on_the_number_of_tokens(K, N):
+    """The property both evaluation orders rely on (products.py): a token's rows of a float
+    product come out the same computed alone ([B, K]) or with T-1 other tokens ([B·T, K], row
+    i·T + t).  If this fails, the installed BLAS breaks it and float mode is exact only to
+    rounding."""
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(300, K))
-    w = rng.normal(size=(N, K))
-    full = rows_matmul(x, w.T)
-    for M in list(range(1, 2 * ROW_BLOCK + 2)) + [64, 129]:
-        s = int(rng.integers(0, 300 - M))
-        np.testing.assert_array_equal(rows_matmul(x[s:s + M], w.T), full[s:s + M], err_msg=M)
-    batched = rows_matmul(x.reshape(3, 100, K), w.T)
-    np.testing.assert_array_equal(batched.reshape(300, N), full)
+    for B in (1, 2, 5, 8, 13, 64):
+        T = 21
+        x = rng.normal(size=(B, T, K))
+        w = rng.normal(size=(N, K))
+        seq = rows_matmul(x.reshape(B * T, K), w.T, batch=B).reshape(B, T, N)
+        for t in range(T):
+            np.testing.assert_array_equal(rows_matmul(x[:, t], w.T), seq[:, t],
+                                          err_msg=f"B={B} t={t}")
+        np.testing.assert_allclose(seq, x @ w.T, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_must_be_whole_tokens():
+    with pytest.raises(ValueError, match="whole tokens"):
+        rows_matmul(np.zeros((7, 3)), np.zeros((3, 2)), batch=2)
+
+

@@ -13,10 +13,13 @@ where lava-nc 0.10 cannot be imported (it needs Python 3.10), ``run_program`` ra
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
 import numpy as np
+
+from ...errors import OptionError
 
 LAVA_PYTHON = (3, 10)
 
@@ -121,6 +124,10 @@ def run_program(prog, x, *, timeout: float = 600.0, fresh_network: bool = False,
     at every Lava step: it fires at steps ``pipeline_depth + steps_per_token·t`` of each
     sequence and nowhere else).
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer,
+                                                              np.floating)) \
+            or not math.isfinite(float(timeout)) or float(timeout) <= 0:
+        raise OptionError(f"timeout must be a positive number of seconds, got {timeout!r}")
     _require_lava()
     from . import network as N
     from .plan import DEFAULT_EXP_IN, DEFAULT_LAYOUT, build_plan

@@ -15,6 +15,7 @@ from ..util import ancestors
 from .common import REL, SOFTMAX_HINT, SOFTMAX_REASON, UNSUPPORTED_F, Attn, B, S, T, _err
 from .operands import _operands, _peel
 from .region import (PROBE_SCALES, _correspondence, _env_for, _fit, _fit_norm, _fit_post,
+                     _row_factor,
                      _norm_after, _positions, _region, _row_norm, _skeleton, _subgraph, _t_max)
 
 def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
@@ -135,6 +136,22 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                 raise _err(bad, f"attention score function {op} is not supported (f must be "
                                 "identity, ReLU or ReLU², with optional scaling and row-sum "
                                 "normalisation)", "retrain with f = ReLU")
+            factor = _row_factor(A, Sa, tril, tpos, s_axis) if post is None else None
+            if factor is not None:
+                cs = ", ".join(f"{c:.3g}" for _, c in sorted(factor[1].items())[:4])
+                by = [n for n in nodes if n.op in ("Div", "Mul") and any(
+                    i and (info[i].kind == Kind.POS or (
+                        g.values[i].data is not None and g.values[i].data.size > 1))
+                    for i in n.inputs)]
+                where = next((n for n in by if n.op == "Div"), by[-1] if by else p1)
+                raise _err(where, f"the attention weights of query t are multiplied by a factor "
+                               "that "
+                               f"depends on t (c_0, c_1, … = {cs}, …: a running mean ÷(t+1) or a "
+                               "position-dependent scale); a plastic KV cache applies the same "
+                               "post·f(scale·q·k) at every position, so only constant factors "
+                               "and row-sum normalisations (÷ Σ_s f) can be mapped",
+                           "normalise by the row sum of the weights (w / w.sum(-1)) or by a "
+                           "constant")
             biased = _position_bias(sub, s_val, a_val, S_, perm, tril, tol, tpos - spos)
             if biased is not None and biased[0] is not True:  # the model's node, by name
                 biased = (g.nodes.get(biased[0].name, biased[0]), biased[1])

@@ -148,6 +148,34 @@ def _fit(A: np.ndarray, S_: np.ndarray, tril: np.ndarray):
             return f, sign * (float(np.sqrt(c)) if f == "relu2" else c)
     return None
 
+def _row_factor(A: np.ndarray, S_: np.ndarray, tril: np.ndarray, tpos: np.ndarray,
+                s_axis: tuple[int, ...]):
+    """(f, {t: c_t}) when A = c_t · tril ⊙ f(S) with a factor c_t that depends on the query
+    position t (a running mean ÷(t+1), a 1/√t scale) but not on the scores; else None."""
+    for f in ("identity", "relu", "relu2"):
+        for sign in ((1.0,) if f == "identity" else (1.0, -1.0)):
+            base = F_FUNCS[f](sign * S_) * tril
+            den = np.sum(base * base, axis=s_axis, keepdims=True)
+            if not np.any(den > 0):
+                continue
+            c = np.sum(A * base, axis=s_axis, keepdims=True) / np.where(den > 0, den, 1.0)
+            if not _close(A, c * base):  # (rows where f is 0 everywhere must be 0 too)
+                continue
+            live = np.broadcast_to(den > 0, A.shape)
+            cb, tb = np.broadcast_to(c, A.shape)[live], tpos[live]
+            per_t = {}
+            for t in np.unique(tb):
+                vals = cb[tb == t]
+                if not np.allclose(vals, vals[0], rtol=1e-6, atol=0):
+                    return None  # the factor depends on more than the query position
+                per_t[int(t)] = float(vals[0])
+            if len(per_t) > 1 and not np.allclose(list(per_t.values()), per_t[min(per_t)],
+                                                  rtol=1e-6, atol=0):
+                return f, per_t
+            return None
+    return None
+
+
 # the scores are also evaluated scaled down by these factors, so that row sums reach every
 # magnitude down to far below any eps a model adds to (or floors) its row sum
 PROBE_SCALES = tuple(10.0 ** -k for k in range(1, 14))

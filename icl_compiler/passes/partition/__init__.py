@@ -36,6 +36,7 @@ from .chips import _assign_chips, _traffic
 from .cost import _packing_cost, axon_bits, block_bits, dense_bits, learning_state_bits
 from .packing import _layer_key, _pack
 from .tiling import _effective_layers, _plan, _Planner
+from .work import core_work
 
 __all__ = ["partition", "PASS", "neuron_ops", "block_bits", "axon_bits", "dense_bits", "learning_state_bits",
            "_packing_cost", "_effective_layers", "_plan", "_pack", "_assign_chips", "_consumers"]
@@ -108,10 +109,16 @@ def partition(ng: NeuroGraph, target=None) -> dict:
             emb_chip[p.name] = min(d, key=lambda c: (-d[c], c))
     inter = 0.0
     per_core_out = [0.0] * n_cores
+    within_core = between_cores = hops = 0.0  # spikes per token, for the estimate
     for (a, b), w in core_edges.items():
         per_core_out[a] += w if a != b else 0.0
         if chip[a] != chip[b]:
             inter += w
+        elif a == b:
+            within_core += w
+        else:
+            between_cores += w
+            hops += w * L2.core_hops(a, b, t.cores_per_chip)
     for (a, b), w in off_edges.items():
         if isinstance(a, int):
             per_core_out[a] += w
@@ -122,6 +129,7 @@ def partition(ng: NeuroGraph, target=None) -> dict:
         elif None not in ends and ends[0] != ends[1]:
             inter += w
     # per-core table
+    work = core_work(pl, n_cores)
     per_core = []
     for c, b in enumerate(bins):
         layers = sorted({tiles[i].layer for i in b.tiles}, key=_layer_key)
@@ -135,6 +143,7 @@ def partition(ng: NeuroGraph, target=None) -> dict:
             "layer": tiles[main].layer, "layers": layers,
             "what": [tiles[i].label for i in b.tiles[:6]] + (
                 [f"+{len(b.tiles) - 6} more"] if len(b.tiles) > 6 else []),
+            "work": work[c],
         })
     for p in ng.populations():  # annotate the graph: which cores hold each population
         cores = sorted({tiles[i].core for i in pl.plans[p.name].tiles})
@@ -168,6 +177,10 @@ def partition(ng: NeuroGraph, target=None) -> dict:
         "fan_in_total": tot_f,
         "interchip_spikes_per_token": int(round(inter)),
         "host_spikes_per_token": int(round(host_spikes)),
+        # spikes per token by route (same upper bound), and the tile hops of those within a chip
+        "traffic": {"within_core": within_core, "between_cores": between_cores,
+                    "between_chips": inter, "offcore": sum(off_edges.values()),
+                    "hops": hops},
         "spike_estimate": "upper bound: every graded neuron sends each token to every core that "
                           "needs it; one-hot inputs send one spike",
         "embedded_ops": emb_ops,
