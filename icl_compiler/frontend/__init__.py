@@ -6,6 +6,8 @@
   size guards against hostile models;
 * :mod:`.validate` — the ONNX rules the IR's shape functions do not check;
 * :mod:`.shapes` — symbolic folding of shape arithmetic on dynamic axes;
+* :mod:`.realdims` — float shape arithmetic (a dynamic dim cast to float) and float Range;
+* :mod:`.pointwise` — kernel-1 convolutions as the per-token Einsum they are;
 * :mod:`.importer` — the importer (:func:`import_model`) and the report's model I/O
   (:func:`onnx_io`).
 """

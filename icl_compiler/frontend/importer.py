@@ -27,6 +27,8 @@ from ..ir.symbolic import has_sym, is_sym, norm_dim
 from .decode import (MAX_DIM, MAX_FOLD_ELEMENTS, _attrs, _check_array, _check_shape, _first_line,
                      _fmt, _label, _np_dtype)
 from .generic import SEQUENCE_OPS, import_generic, import_sequence
+from .pointwise import import_pointwise_conv
+from .realdims import _REAL_MOVES, _REAL_OPS, import_range, real_fold, real_move
 from .shapes import _dim_symbol, _dims_array, _fold_symbolic, _prod
 from .validate import (AXIS_OPS, BOOL_ATTRS, MIN_RANK, VARIADIC, _check_axis, _check_norm_params,
                        _check_reshape, _einsum_equation, _validate)
@@ -73,6 +75,10 @@ class _Importer:
         self.sequences: dict[str, list[str]] = {}  # ONNX sequences: the values they hold
         self.output_names = {o.name for o in model.graph.output}
         self.node_names: set[str] = set()
+        # known symbolic values that are floats (a dynamic dim cast to float, then arithmetic
+        # on it: torch.arange(T, dtype=float32)), with their dtype; their entries are exact
+        # sympy expressions (float constants enter as the rationals they are)
+        self.real: dict[str, str] = {}
 
     # -- helpers ----------------------------------------------------------------------------
     def shape_of(self, name: str) -> tuple:
@@ -84,7 +90,7 @@ class _Importer:
         if name in self.g.values:
             return self.g.values[name].dtype
         k = self.known[name]
-        return k.dtype.name if k.dtype != object else "int64"
+        return k.dtype.name if k.dtype != object else self.real.get(name, "int64")
 
     def as_value(self, name: str, node: onnx.NodeProto) -> str:
         """Make sure a tensor operand exists as an IR value (materialising known constants)."""
@@ -95,8 +101,10 @@ class _Importer:
             if arr.dtype == object:
                 # dims used as data: a position-only value resolved at run time
                 vals = [norm_dim(x) if isinstance(x, sympy.Basic) else int(x) for x in arr.ravel()]
-                self.g.add_value(name, arr.shape, "int64")
-                self.g.add_node("Dims", [], [name], {"values": vals, "shape": list(arr.shape)},
+                dtype = self.real.get(name, "int64")
+                self.g.add_value(name, arr.shape, dtype)
+                self.g.add_node("Dims", [], [name], {"values": vals, "shape": list(arr.shape),
+                                                     "dtype": dtype},
                                 name=self.g.fresh("dims"))
                 return name
             _check_array(arr, f"constant {name!r} (computed at compile time)", node=_label(node),
@@ -195,7 +203,9 @@ class _Importer:
                 raise CompileError(f"value {o!r} is produced twice", node=_label(node), op=op)
         try:
             a = _attrs(node)
-            if op in SUPPORTED_OPS:
+            if op == "Conv" and import_pointwise_conv(self, node, a, ins):
+                pass
+            elif op in SUPPORTED_OPS:
                 self._import(node, op, a, ins)
             elif op in SEQUENCE_OPS:
                 import_sequence(self, node, op, a, ins)
@@ -249,6 +259,8 @@ class _Importer:
             src = ins[0]
             if src in self.known:
                 self.known[outs[0]] = self.known[src]
+                if src in self.real:
+                    self.real[outs[0]] = self.real[src]
             else:
                 self.emit("Identity", [src], outs[:1], {}, node)
             if op == "Dropout" and len(outs) > 1 and outs[1]:  # eval mode: the mask keeps all
@@ -268,6 +280,10 @@ class _Importer:
             op, a, ins = "Cast", {"to": self.dtype_of(ins[1])}, ins[:1]
         elif op == "Cast":
             a = {"to": _np_dtype(a["to"], "the Cast target")}
+        if op == "Range" and import_range(self, node, ins, outs):
+            return
+        if op in ("Cast", *_REAL_OPS) and real_fold(self, op, a, ins, outs):
+            return
         attrs = self._ir_attrs(op, a, ins, node)
         data_ins = [i for k, i in enumerate(ins) if k not in {s for s, _ in SHAPE_SLOTS.get(op, [])}]
         if op == "Range":
@@ -292,6 +308,11 @@ class _Importer:
                 raise CompileError(f"{op} needs an input of rank >= {MIN_RANK[op]}, "
                                    f"got rank {rank}")
         _validate(op, [self.shape_of(i) if i else None for i in data_ins], attrs, len(outs))
+        if op in _REAL_MOVES and any(i in self.real for i in data_ins if i) and all(
+                (not i) or i in self.known for i in data_ins):
+            real_move(self, op, [self.known[i] if i else None for i in data_ins], attrs,
+                            self.real[next(i for i in data_ins if i in self.real)], outs)
+            return
         # fold when every data operand is known
         xs_sym = any(i and self.known.get(i, np.zeros(0)).dtype == object for i in data_ins)
         if all((not i) or i in self.known for i in data_ins) and (xs_sym or not has_sym(attrs)):
@@ -432,7 +453,6 @@ def import_model(model: onnx.ModelProto) -> Graph:
 
 
 INTERNAL = "internal frontend error, please report it"
-
 
 def onnx_io(model: onnx.ModelProto) -> dict:
     """Inputs and outputs with shapes (dim names for dynamic axes) for the report."""

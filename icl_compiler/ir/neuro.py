@@ -145,6 +145,9 @@ class NormParams:
     eps: float
     gamma: np.ndarray
     beta: np.ndarray
+    # 0: one norm over the population; g > 0: one norm per run of g consecutive neurons (a
+    # per-head norm of q/k over d_head: the population holds a token's heads, one unit each)
+    group: int = 0
 
 
 @dataclass
@@ -395,6 +398,8 @@ class NeuroGraph:
                 shown["encoding"] = p.encoding
             if p.norm is not None:
                 shown.update(kind=p.norm.kind, eps=p.norm.eps)
+                if p.norm.group:
+                    shown.update(group=p.norm.group)
             extra = "".join(f" {k}={v}" for k, v in sorted(shown.items()) if _printable(v))
             lines.append(
                 f"  pop {p.name}[{p.size}] {p.model} @{p.placement}"
@@ -443,9 +448,12 @@ def verify_neuro(ng: NeuroGraph) -> None:
             raise NeuroVerifyError(f"population {p.name}: norm parameters "
                                    + ("missing" if p.norm is None else f"on a {p.model} population"))
         if p.norm is not None and (p.norm.kind not in ("layernorm", "rmsnorm", "l2norm") or any(
-                np.shape(a) != (p.size,) for a in (p.norm.gamma, p.norm.beta))):
+                np.shape(a) != (p.size,) for a in (p.norm.gamma, p.norm.beta))
+                or not isinstance(p.norm.group, int) or p.norm.group < 0
+                or (p.norm.group and p.size % p.norm.group)):
             raise NeuroVerifyError(f"population {p.name}: bad norm parameters ({p.norm.kind}, "
-                                   f"gamma {np.shape(p.norm.gamma)}, beta {np.shape(p.norm.beta)})")
+                                   f"gamma {np.shape(p.norm.gamma)}, beta {np.shape(p.norm.beta)}, "
+                                   f"group {p.norm.group})")
         if (p.model == NeuronModel.ACTIVATION) != (p.act is not None):
             raise NeuroVerifyError(f"population {p.name}: activation parameters "
                                    + ("missing" if p.act is None else f"on a {p.model} population"))

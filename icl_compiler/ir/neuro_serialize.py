@@ -64,7 +64,7 @@ def to_dict(ng: NeuroGraph) -> tuple[dict, dict[str, np.ndarray]]:
         if p.norm is not None:
             arrays[f"norm/{p.name}/gamma"] = np.asarray(p.norm.gamma)
             arrays[f"norm/{p.name}/beta"] = np.asarray(p.norm.beta)
-            d["norm"] = {"kind": p.norm.kind, "eps": p.norm.eps}
+            d["norm"] = {"kind": p.norm.kind, "eps": p.norm.eps, "group": p.norm.group}
         d["act"] = None if p.act is None else asdict(p.act)
         d["attrs"] = _encode_attrs(p.attrs, arrays, f"pattr/{p.name}")
         pops.append(d)
@@ -166,7 +166,7 @@ def from_dict(desc: Any, arrays: dict[str, np.ndarray]) -> NeuroGraph:
         if p["norm"] is not None:
             norm = _record(NormParams, p["norm"], f"{where}.norm", absent=("gamma", "beta"))
             rec["norm"] = NormParams(norm["kind"], norm["eps"], arrays[f"norm/{name}/gamma"],
-                                     arrays[f"norm/{name}/beta"])
+                                     arrays[f"norm/{name}/beta"], norm["group"])
         else:
             rec["norm"] = None
         rec["act"] = None if p["act"] is None else _activation(p["act"], f"{where}.act")

@@ -28,9 +28,9 @@ def norm_dim(x: Any) -> Dim:
     """Turn numeric sympy results back into plain ints (sympy already canonicalises products
     and sums of the dim symbols, so no simplify is needed here)."""
     if isinstance(x, sympy.Basic):
-        if x.is_number:
+        if x.is_Integer:
             return int(x)
-        return x
+        return x  # an expression, or a non-integer number (float shape arithmetic)
     if isinstance(x, (np.integer,)):
         return int(x)
     return x
@@ -42,7 +42,8 @@ def resolve(obj: Any, env: dict[str, int]) -> Any:
         val = obj.subs({sym(k): v for k, v in env.items()})
         if not val.is_number:
             raise KeyError(f"unbound dimension in {obj} (bound: {sorted(env)})")
-        return int(val)
+        # a dim is an integer; a float shape value (a dim cast to float, then divided) is not
+        return int(val) if val.is_Integer else float(val)
     if isinstance(obj, (list, tuple)):
         return type(obj)(resolve(v, env) for v in obj)
     if isinstance(obj, dict):

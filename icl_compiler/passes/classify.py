@@ -234,6 +234,12 @@ def _rule(g: Graph, n: Node, ins: list[Info | None]) -> list[Info]:
     if op in CONVS:
         # a convolution or pooling within one token: the batch axis N carries the tokens
         # (e.g. patches reshaped to [B·T, C, H, W]), channels and space are features
+        if kind == Kind.TOKEN and any(T in {f.kind for f in ax} for ax in lay0[2:]):
+            raise LayoutError(
+                f"{op} with a window over the sequence axis mixes neighbouring tokens (a "
+                "convolution over the positions, e.g. a causal conv), so it cannot be a per-token "
+                "neuron layer; only kernel-1 convolutions (stride 1, no padding) over the tokens "
+                "compile, as a per-token Linear", code="op")
         if kind != Kind.TOKEN or L.is_feature_axis(lay0[0]) or any(
                 not L.is_feature_axis(ax) for ax in lay0[1:]):
             raise LayoutError(f"{op} across the batch or the positions", code="op")

@@ -198,17 +198,25 @@ def product(pop: Population, a: np.ndarray, b: np.ndarray, fixed: bool) -> tuple
 
 
 def norm(pop: Population, cur: np.ndarray, fixed: bool) -> np.ndarray:
-    """LayerNorm/RMSNorm on an embedded core (float64 math; fixed mode rounds the result)."""
+    """LayerNorm/RMSNorm/L2 norm on an embedded core (float64 math; fixed mode rounds the
+    result); with ``norm.group`` = g > 0 one norm per run of g consecutive neurons."""
     n = pop.norm
     x = cur.astype(np.float64)
     if fixed:
         x = x * pop.q.in_scale
+    shape = x.shape
+    if n.group:
+        x = x.reshape(shape[:-1] + (shape[-1] // n.group, n.group))
+        gamma, beta = (np.reshape(v, (-1, n.group)) for v in (n.gamma, n.beta))
+    else:
+        gamma, beta = n.gamma, n.beta
     if n.kind == "l2norm":  # F.normalize: x / max(||x||, eps)
-        y = x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), n.eps) * n.gamma + n.beta
+        y = x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), n.eps) * gamma + beta
     else:
         if n.kind == "layernorm":
             x = x - x.mean(-1, keepdims=True)
-        y = x / np.sqrt((x * x).mean(-1, keepdims=True) + n.eps) * n.gamma + n.beta
+        y = x / np.sqrt((x * x).mean(-1, keepdims=True) + n.eps) * gamma + beta
+    y = y.reshape(shape)
     if not fixed:
         return y
     return np.clip(np.round(y / pop.scale), PAYLOAD_MIN, PAYLOAD_MAX).astype(np.int64)

@@ -38,5 +38,6 @@ register("Onnx", {"op_type": REQUIRED, "opset": REQUIRED, "onnx_attrs": {}, "n_o
 register("Dims", {"values": REQUIRED, "shape": REQUIRED, "dtype": "int64"}, n_inputs=(0, 0),
          doc="an int tensor of (symbolic) dims, resolved at run time")(
     (lambda ins, a: [(tuple(a["shape"]), a["dtype"])],
-     lambda xs, a: [np.array([int(v) for v in a["values"]], dtype=a["dtype"]).reshape(
+     lambda xs, a: [np.array([v if np.dtype(a["dtype"]).kind == "f" else int(v)
+                              for v in a["values"]], dtype=a["dtype"]).reshape(
          tuple(a["shape"]))]))

@@ -169,9 +169,12 @@ class Lowerer(NeuronOps, ProductOps):
         if bad:
             good = [o for o in g.outputs if o not in bad]
             i = self.info[bad[0]]
+            where = i.node  # the op where the value stopped being token-local, if known
             raise CompileError(f"the model output {bad[0]!r} is not computed token by token "
                                f"({i.kind.value}{': ' + i.reason if i.reason else ''}), so the "
                                "program cannot produce it",
+                               node=None if where is None else (where.onnx_name or where.name),
+                               op=None if where is None else where.attrs.get("op_type", where.op),
                                hint=(f"compile the others with --outputs {','.join(good)}"
                                      if good else None))
         self.x = x = g.inputs[0]

@@ -142,16 +142,20 @@ class NeuronOps:
         lay = self.info[x].layout
         axes = range(int(axis) % len(lay), len(lay))
         n = L.n_features(lay)
-        if L.n_features(tuple(lay[a] for a in axes)) != n:
-            raise self.err(node, f"{kind} over part of the token's features (a per-head norm) "
-                                 "has no neuron mapping yet")
+        # the norm's axes are trailing feature axes, so their features are the innermost of the
+        # token's feature vector: a per-head norm (over d_head of [B, H, T, d_h]) is one norm
+        # per run of `tail` consecutive features
+        group = L.n_features(tuple(lay[a] for a in axes))
+        if group < 1 or n % group:
+            raise self.err(node, f"{kind} over {group} of the token's {n} features does not "
+                                 "split them into equal groups")
         form = self.form_of(x)
         shape = self.t.values[x].shape
-        tail = int(np.prod([int(shape[a]) for a in axes]))
+        tail = int(np.prod([int(shape[a]) for a in axes]))  # == group: feature axes only
 
         def vec(v, default):
             if not v:
-                return np.full(n, default, np.float64)
+                return np.full(tail, default, np.float64)
             c = self.consts.get(v)
             if c is None:
                 raise self.err(node, f"{kind} with a gain or bias computed at run time")
@@ -161,8 +165,10 @@ class NeuronOps:
 
         gamma = vec(node.inputs[1] if len(node.inputs) > 1 else "", 1.0)
         beta = vec(node.inputs[2] if len(node.inputs) > 2 else "", 0.0)
+        if group != n:  # the same gain and bias in every group
+            gamma, beta = np.tile(gamma, n // group), np.tile(beta, n // group)
         params = NormParams(kind=kind, eps=float(node.attrs.get("epsilon", 1e-5)), gamma=gamma,
-                            beta=beta)
+                            beta=beta, group=0 if group == n else group)
         pop = self.materialise_form(form, _short(node.outputs[0]), NeuronModel.NORM, layer,
                                     placement=Placement.EMBEDDED, norm=params)
         self.ng.offcore.append(OffcoreOp(
