@@ -362,15 +362,36 @@ def test_softmax_written_by_hand_is_refused_as_softmax(norm):
     assert e.value.node == "/attn/exp"
 
 
-def test_a_query_position_factor_is_refused_naming_its_div():
-    """A running mean (÷(t+1) on query t's weights): refused as a position-dependent factor,
-    naming the Div, with the per-position factors in the message (not as an ALiBi-style bias)."""
-    def mean(b, s):
-        n = b.op("Range", start=1, limit=T + 1, delta=1, dtype="float32")
+def _query_factor(start, offset=0.0):
+    def factor(b, s):
+        n = b.op("Range", start=start, limit=T + start, delta=1, dtype="float32")
+        if offset:
+            n = b.op("Add", n, b.const(offset))
         return b.op("Div", s, b.op("Unsqueeze", n, axes=[1]), onnx_name="/attn/running_mean")
-    g = build(mask="where_bool", extra=mean)
+    return factor
+
+
+@pytest.mark.parametrize("f", ["identity", "relu", "relu2"])
+def test_a_query_position_factor_moves_onto_q(f):
+    """A running mean (÷(t+1) on query t's scores): c_t·f(S) = f(S') with q_t scaled by c_t
+    (√c_t for ReLU²): q gets a per-position factor, the attention keeps scale 1."""
+    g = build(mask="where_bool", f=f, extra=_query_factor(1))
+    h, _ = apply("attention", g, CTX)
+    pa = _pa(h)
+    assert pa.attrs["scale"] == 1.0 and pa.attrs["f"] == f
+    q = h.producer(pa.inputs[0])
+    assert q.op == "Mul" and any(h.producer(i) is not None and h.producer(i).op == "Cast"
+                                 for i in q.inputs)
+    assert_same_numbers(g, h, seqs=(5, 12))
+
+
+def test_a_query_factor_that_is_zero_somewhere_is_refused_naming_its_div():
+    """÷(t − 0.5)·… has a zero-crossing: relu(c·s) with c ≤ 0 at some t cannot be c·relu(s)."""
+    def times_t(b, s):
+        n = b.op("Range", start=0, limit=T, delta=1, dtype="float32")
+        return b.op("Mul", s, b.op("Unsqueeze", n, axes=[1]), onnx_name="/attn/times_t")
+    g = build(mask="where_bool", extra=times_t)
     with pytest.raises(CompileError, match=r"multiplied by a factor that depends on t "
-                                           r"\(c_0, c_1, … = 0\.5, 0\.25") as e:
+                                           r"\(c_0, c_1, … = 0, 0\.5.*cannot be moved onto q") as e:
         apply("attention", g, CTX)
-    assert e.value.node == "/attn/running_mean" and "ALiBi" not in str(e.value)
-    assert "row sum" in e.value.hint
+    assert e.value.node == "/attn/times_t" and "ALiBi" not in str(e.value)

@@ -66,6 +66,7 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     sk = _skeleton(_subgraph(g, nodes, [s_val], outs, sides), info)
     rng = np.random.default_rng(0)
     fitted = None
+    row_factors: list[np.ndarray] = []  # a query-position factor on q, at each length checked
 
     def evaluate(S_in):  # the weights A (and the numerator before a normalisation) at scores S
         res = interpret(sub, {s_val: S_in}, float_dtype="float64", keep=True)
@@ -137,21 +138,28 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
                                 "identity, ReLU or ReLU², with optional scaling and row-sum "
                                 "normalisation)", "retrain with f = ReLU")
             factor = _row_factor(A, Sa, tril, tpos, s_axis) if post is None else None
-            if factor is not None:
-                cs = ", ".join(f"{c:.3g}" for _, c in sorted(factor[1].items())[:4])
+            q_fac = None if factor is None or numer is not None else _q_factor(factor, T_)
+            if q_fac is not None:  # c_t·f(S) = f(S') with q_t scaled: a per-position q factor
+                if row_factors and not all(np.allclose(q_fac[:len(r)], r[:len(q_fac)],
+                                                       rtol=1e-6, atol=0) for r in row_factors):
+                    raise _err(p1, "the attention weights' query-position factor changes with "
+                                   "the sequence length")
+                row_factors.append(q_fac)
+                fit = (factor[0], 1.0, "none", 0.0)
+            elif factor is not None:
+                cs = ", ".join(f"{c:.3g}" for _, c in sorted(factor[2].items())[:4])
                 by = [n for n in nodes if n.op in ("Div", "Mul") and any(
                     i and (info[i].kind == Kind.POS or (
                         g.values[i].data is not None and g.values[i].data.size > 1))
                     for i in n.inputs)]
                 where = next((n for n in by if n.op == "Div"), by[-1] if by else p1)
-                raise _err(where, f"the attention weights of query t are multiplied by a factor "
-                               "that "
-                               f"depends on t (c_0, c_1, … = {cs}, …: a running mean ÷(t+1) or a "
-                               "position-dependent scale); a plastic KV cache applies the same "
-                               "post·f(scale·q·k) at every position, so only constant factors "
-                               "and row-sum normalisations (÷ Σ_s f) can be mapped",
-                           "normalise by the row sum of the weights (w / w.sum(-1)) or by a "
-                           "constant")
+                raise _err(where, "the attention weights of query t are multiplied by a factor that "
+                                  f"depends on t (c_0, c_1, … = {cs}, …) which cannot be moved "
+                                  "onto q as a per-position factor (for f = ReLU or ReLU² it must "
+                                  "be positive, and it must be defined at every position)",
+                           "normalise by the row sum of the weights (w / w.sum(-1)), by a "
+                           "constant, or by a positive factor of the query position")
+        if fit is None:
             biased = _position_bias(sub, s_val, a_val, S_, perm, tril, tol, tpos - spos)
             if biased is not None and biased[0] is not True:  # the model's node, by name
                 biased = (g.nodes.get(biased[0].name, biased[0]), biased[1])
@@ -184,7 +192,27 @@ def _analyse(g: Graph, info: dict[str, Info], p2: Node, ctx) -> Attn:
     q, k = _peel(g, info, q), _peel(g, info, k)
     # f(c·(a·q)·(b·k)) = f(c·a·b·q·k): scalar scales on Q and K join the attention scale
     scale = scale * q.factor * k.factor
-    return Attn(p1, p2, target, q, k, v, z_idx, z_lay, f, scale, norm, eps, t_max, H, d_k, d_v)
+    q_factor = row_factors[-1] if row_factors else None
+    if q_factor is not None and len(q_factor) != t_max:
+        raise _err(p1, f"the attention weights' query-position factor is known for "
+                       f"{len(q_factor)} positions, not the context capacity T_max = {t_max}")
+    return Attn(p1, p2, target, q, k, v, z_idx, z_lay, f, scale, norm, eps, t_max, H, d_k, d_v,
+                q_factor)
+
+
+def _q_factor(factor, T_: int) -> np.ndarray | None:
+    """q's per-position factor for A = c_t · f(sign·S): f(a·S) = a^deg·f(S) for a > 0, so q_t
+    scaled by sign·c_t (identity, relu) or sign·√c_t (relu²) gives the weights with scale 1;
+    None unless every position 0 … T_−1 has its factor (and, for relu, a positive one)."""
+    f, sign, per_t = factor
+    if sorted(per_t) != list(range(T_)):
+        return None
+    c = np.array([per_t[t] for t in range(T_)], np.float64)
+    if f == "identity":
+        return c
+    if np.any(c <= 0):
+        return None
+    return sign * (np.sqrt(c) if f == "relu2" else c)
 
 def _position_bias(sub: Graph, s_val: str, a_val: str, S_: np.ndarray, perm, tril, tol,
                    dist=None):

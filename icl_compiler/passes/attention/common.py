@@ -51,9 +51,12 @@ class Attn:
     heads: int
     d_k: int
     d_v: int
+    q_factor: np.ndarray | None = None  # [T_max]: query t's weights scaled by q_factor[t]
 
     def key(self):
-        return (self.f, self.scale, self.normalisation, self.eps, self.t_max, self.d_k, self.d_v)
+        qf = None if self.q_factor is None else self.q_factor.tobytes()
+        return (self.f, self.scale, self.normalisation, self.eps, self.t_max, self.d_k, self.d_v,
+                qf)
 
 def _err(node: Node, reason: str, hint: str | None = None) -> CompileError:
     return CompileError(reason, node=node.onnx_name or node.name, op=node.op, hint=hint)

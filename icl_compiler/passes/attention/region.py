@@ -150,8 +150,8 @@ def _fit(A: np.ndarray, S_: np.ndarray, tril: np.ndarray):
 
 def _row_factor(A: np.ndarray, S_: np.ndarray, tril: np.ndarray, tpos: np.ndarray,
                 s_axis: tuple[int, ...]):
-    """(f, {t: c_t}) when A = c_t · tril ⊙ f(S) with a factor c_t that depends on the query
-    position t (a running mean ÷(t+1), a 1/√t scale) but not on the scores; else None."""
+    """(f, sign, {t: c_t}) when A = c_t · tril ⊙ f(sign·S) with a factor c_t that depends on the
+    query position t (a running mean ÷(t+1), a 1/√t scale) but not on the scores; else None."""
     for f in ("identity", "relu", "relu2"):
         for sign in ((1.0,) if f == "identity" else (1.0, -1.0)):
             base = F_FUNCS[f](sign * S_) * tril
@@ -171,7 +171,7 @@ def _row_factor(A: np.ndarray, S_: np.ndarray, tril: np.ndarray, tpos: np.ndarra
                 per_t[int(t)] = float(vals[0])
             if len(per_t) > 1 and not np.allclose(list(per_t.values()), per_t[min(per_t)],
                                                   rtol=1e-6, atol=0):
-                return f, per_t
+                return f, sign, per_t
             return None
     return None
 

@@ -132,6 +132,14 @@ def _rewrite(g: Graph, info, members: list[Attn], target: str, layer: int, ctx) 
         vals = [_canonical(g, info, getattr(m, role), name) for m in members]
         ops[role] = vals[0] if len(vals) == 1 else (
             merge_linears(g, vals, onnx_name=name) or add_op(g, "Concat", vals, {"axis": -1}))
+    if a0.q_factor is not None:  # query t's weights × c_t: q_t × c_t (a per-position table)
+        q = ops["q"]
+        seq = g.values[q].shape[1]
+        table = add_const(g, a0.q_factor.reshape(-1, 1), "q_factor")  # float64, then cast
+        rows = add_op(g, "Slice", [table], {"starts": [0], "ends": [seq], "axes": [0],
+                                             "steps": [1]}, onnx_name=name)
+        rows = add_op(g, "Cast", [rows], {"to": g.values[q].dtype}, onnx_name=name)
+        ops["q"] = add_op(g, "Mul", [q, rows], onnx_name=name)
     attrs = {"heads": heads, "d_k": a0.d_k, "d_v": a0.d_v, "f": a0.f, "scale": a0.scale,
              "normalisation": a0.normalisation, "eps": a0.eps, "T_max": a0.t_max,
              "lowering": ctx.lowering, "layer": layer}
