@@ -8,6 +8,9 @@ The model is a softmax-free decoder-only transformer (no positional embedding):
 with f = identity (default) or ReLU; the causal mask is a tril of ones built from the runtime
 sequence length and multiplied into the scores. --norm ln adds pre-LayerNorms (+ a final one);
 --attn softmax is only for comparison (the compiler rejects it).
+--embed conv replaces the input Linear by a per-token CNN over each token's 28x28 image
+(ConvEmbed: Conv2d(1, 8, 5, stride 2) + ReLU -> Conv2d(8, 16, 5, stride 2) + ReLU -> flatten,
+then Linear([256 CNN features, (784 raw pixels with --conv-pixels), 20 label slots] -> d)).
 
 Example:
     python train.py --data /work/shared/data/omniglot --out model.onnx
