@@ -8,6 +8,9 @@ The model is a softmax-free decoder-only transformer (no positional embedding):
 with f = identity (default) or ReLU; the causal mask is a tril of ones built from the runtime
 sequence length and multiplied into the scores. --norm ln adds pre-LayerNorms (+ a final one);
 --attn softmax is only for comparison (the compiler rejects it).
+--embed conv replaces the input Linear by a per-token CNN over each token's 28x28 image
+(ConvEmbed: Conv2d(1, 8, 5, stride 2) + ReLU -> Conv2d(8, 16, 5, stride 2) + ReLU -> flatten,
+then Linear([256 CNN features, (784 raw pixels with --conv-pixels), 20 label slots] -> d)).
 
 Example:
     python train.py --data /work/shared/data/omniglot --out model.onnx
@@ -76,11 +79,37 @@ class Block(nn.Module):
         return h
 
 
+class ConvEmbed(nn.Module):
+    """Per-token convolutional embedding: each token's 28x28 image through a small CNN
+    (Conv2d(1, c1, 5, stride 2) + ReLU -> Conv2d(c1, c2, 5, stride 2) + ReLU -> flatten), then
+    one Linear over [CNN features, 20 label slots] -> d.  No pooling, no normalisation: the
+    compiler lowers each Conv within a token as a Dense with the unrolled kernel."""
+
+    def __init__(self, d: int, c1: int = 8, c2: int = 16, pixels: bool = False):
+        super().__init__()
+        self.pixels = pixels  # also feed the raw pixels to the projection (a linear skip path)
+        self.c1 = nn.Conv2d(1, c1, 5, stride=2)  # 28x28 -> 12x12
+        self.c2 = nn.Conv2d(c1, c2, 5, stride=2)  # 12x12 -> 4x4
+        self.proj = nn.Linear(c2 * 4 * 4 + (N_PIX if pixels else 0) + N_SLOTS, d)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        img, lab = x[..., :N_PIX], x[..., N_PIX:]
+        z = torch.relu(self.c1(img.reshape(b * t, 1, 28, 28)))
+        z = torch.relu(self.c2(z)).reshape(b, t, -1)
+        return self.proj(torch.cat([z, img, lab] if self.pixels else [z, lab], dim=-1))
+
+
 class FewShotTransformer(nn.Module):
-    def __init__(self, d=64, heads=2, ffn=128, layers=2, attn="identity", norm="none", pre_ffn=0):
+    def __init__(self, d=64, heads=2, ffn=128, layers=2, attn="identity", norm="none", pre_ffn=0,
+                 embed="linear", conv_ch=(8, 16), conv_pixels=False):
         super().__init__()
         self.cfg = dict(d=d, heads=heads, ffn=ffn, layers=layers, attn=attn, norm=norm, pre_ffn=pre_ffn)
-        self.inp = nn.Linear(N_FEAT, d)
+        if embed == "conv":
+            self.cfg.update(embed="conv", conv_ch=list(conv_ch), conv_pixels=conv_pixels)
+            self.inp = ConvEmbed(d, *conv_ch, pixels=conv_pixels)
+        else:  # the shipped model's recipe: one Linear over the whole 804-value token
+            self.inp = nn.Linear(N_FEAT, d)
         # optional per-token residual ReLU MLPs before the first attention (image features)
         self.pre = nn.ModuleList(nn.Sequential(nn.Linear(d, ffn), nn.ReLU(), nn.Linear(ffn, d))
                                  for _ in range(pre_ffn))
@@ -209,6 +238,13 @@ def main():
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--ffn", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--embed", choices=["linear", "conv"], default="linear",
+                    help="token embedding: one Linear over the 804 values (the shipped recipe), or "
+                         "a per-token CNN over the 28x28 image (ConvEmbed) + Linear")
+    ap.add_argument("--conv-ch", type=int, nargs=2, default=[8, 16], metavar=("C1", "C2"),
+                    help="channels of the two 5x5 stride-2 convolutions of --embed conv")
+    ap.add_argument("--conv-pixels", action="store_true",
+                    help="--embed conv: also feed the raw pixels to the projection (linear skip)")
     ap.add_argument("--pre-ffn", type=int, default=0, help="residual ReLU MLPs before the first attention")
     ap.add_argument("--attn", choices=["identity", "relu", "softmax"], default="identity")
     ap.add_argument("--norm", choices=["none", "ln"], default="none")
@@ -246,7 +282,8 @@ def main():
 
     sampler = EpisodeSampler(fit_c, not a.no_rotations, a.shift, gen, a.dilate_p, a.affine, a.intensity)
     val_eps = fsdata.make_episodes(val_c or test_c, 5, 1, 500, np.random.default_rng(123)) if val_c else None
-    model = FewShotTransformer(a.d, a.heads, a.ffn, a.layers, a.attn, a.norm, a.pre_ffn)
+    model = FewShotTransformer(a.d, a.heads, a.ffn, a.layers, a.attn, a.norm, a.pre_ffn,
+                               a.embed, tuple(a.conv_ch), a.conv_pixels)
     print(f"model {model.cfg}, {sum(p.numel() for p in model.parameters())} parameters, "
           f"{sampler.C} training classes", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd)
