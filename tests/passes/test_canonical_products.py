@@ -17,6 +17,11 @@ def _qkv(b):
     return x, [b.op("SplitHeads", b.linear(x, D, D), heads=2) for _ in range(3)]  # [B,2,T,2]
 
 
+def _scores(b):
+    _, (q, k, _) = _qkv(b)
+    return b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+
+
 def test_broadcast_product_and_sum_is_one_einsum():
     b = Builder()
     _, (q, k, _) = _qkv(b)
@@ -109,8 +114,7 @@ def test_broadcast_sum_attention_compiles_to_plastic_attention():
 def test_a_per_head_scale_of_the_scores_moves_onto_q():
     """s = (q @ kᵀ) * c[H, 1, 1] (a learned per-head temperature) → (q * c) @ kᵀ."""
     b = Builder()
-    _, (q, k, _) = _qkv(b)
-    s = b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+    s = _scores(b)
     scale = b.const(np.array([[[0.5]], [[3.0]]]))
     g = b.output(b.op("Relu", b.op("Mul", s, scale)))
     h, summary = apply("canonical_products", g)
@@ -122,8 +126,7 @@ def test_a_per_head_scale_of_the_scores_moves_onto_q():
 
 def test_a_scale_that_varies_along_the_keys_stays():
     b = Builder()
-    _, (q, k, _) = _qkv(b)
-    s = b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+    s = _scores(b)
     g = b.output(b.op("Mul", s, b.rand(1, 5)))  # along the key axis: not a factor of q
     _, summary = apply("canonical_products", g)
     assert summary == "no product to rewrite"
@@ -144,8 +147,7 @@ def test_a_per_head_scale_of_einsum_scores_moves_onto_q():
 def test_a_per_query_factor_stays():
     """c[T, 1] varies along the queries: moving it onto q would make q position-dependent."""
     b = Builder()
-    _, (q, k, _) = _qkv(b)
-    s = b.op("MatMul", q, b.op("Transpose", k, perm=[0, 1, 3, 2]))
+    s = _scores(b)
     g = b.output(b.op("Mul", s, b.rand(5, 1)))
     _, summary = apply("canonical_products", g)
     assert summary == "no product to rewrite"

@@ -13,6 +13,12 @@ from tests.passes.common import B, Builder, T, apply, assert_same_numbers
 V, D = 7, 4
 
 
+def _onehot(b, x):
+    """dynamo's F.one_hot(x, V).float(): x[..., None] == arange(V), cast."""
+    return b.op("Cast", b.op("Equal", b.op("Unsqueeze", x, axes=[-1]),
+                             b.const(np.arange(V), dtype="int64")), to="float32")
+
+
 def _ops(g):
     return sorted(n.op for n in g.nodes.values())
 
@@ -49,8 +55,7 @@ def test_equal_to_arange_onehot_and_a_padding_mask_from_the_ids():
     """dynamo's one_hot (ids[..., None] == arange(V)) and E[x] * (x != 0)[..., None]."""
     b = Builder()
     x = b.input("x", (B, T), "int64")
-    oh = b.op("Cast", b.op("Equal", b.op("Unsqueeze", x, axes=[-1]),
-                           b.const(np.arange(V), dtype="int64")), to="float32")
+    oh = _onehot(b, x)
     e1 = b.op("MatMul", oh, b.rand(V, D))
     keep = b.op("Cast", b.op("Not", b.op("Equal", x, b.const(0, dtype="int64"))), to="float32")
     e2 = b.op("Mul", b.op("Gather", b.rand(V, D), x, axis=0),
@@ -80,8 +85,7 @@ def test_a_plain_lookup_what_follows_it_and_positions_are_left_alone():
 def test_onehot_plus_positions_tabulates_only_the_id_part():
     b = Builder()
     x = b.input("x", (B, T), "int64")
-    oh = b.op("Cast", b.op("Equal", b.op("Unsqueeze", x, axes=[-1]),
-                           b.const(np.arange(V), dtype="int64")), to="float32")
+    oh = _onehot(b, x)
     e = b.op("MatMul", oh, b.rand(V, D))
     pos = b.op("Range", start=0, limit=T, delta=1, dtype="int64")
     g = b.output(b.op("Add", e, b.op("Gather", b.rand(16, D), pos, axis=0)))
@@ -106,8 +110,7 @@ def test_a_value_mixing_tokens_is_not_tabulated():
     """A cumulative sum over the sequence depends on earlier ids: the numeric proof rejects it."""
     b = Builder()
     x = b.input("x", (B, T), "int64")
-    oh = b.op("Cast", b.op("Equal", b.op("Unsqueeze", x, axes=[-1]),
-                           b.const(np.arange(V), dtype="int64")), to="float32")
+    oh = _onehot(b, x)
     g = b.output(b.op("CumSum", b.op("MatMul", oh, b.rand(V, D)), axis=1))
     h, summary = apply("tabulate_ids", g)
     assert "CumSum" in _ops(h)
