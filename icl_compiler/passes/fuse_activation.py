@@ -24,6 +24,7 @@ from ..ir.graph import Graph, Node
 from ..ir.ops import ACTIVATIONS, OPS, with_defaults
 from .classify import Kind, classify
 from .util import const, replace_node
+from .util import op_type as _op
 
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt",
                "Reciprocal", "Erf", "Tanh", "Sigmoid", "Softplus", "Softsign", "Relu",
@@ -32,10 +33,6 @@ ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "S
 GRID = np.concatenate([np.linspace(-12.0, 12.0, 2401), [-30.0, -20.0, 20.0, 30.0]])
 RTOL = 1e-6
 MAX_REGION = 24  # nodes looked at upstream of a candidate output
-
-
-def _op(n: Node) -> str:
-    return n.attrs.get("op_type", n.op) if n.op == "Onnx" else n.op
 
 
 def _uniform_const(g: Graph, v: str) -> bool:

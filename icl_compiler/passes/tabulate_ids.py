@@ -32,9 +32,10 @@ from ..ir import interpreter
 from ..ir.graph import Graph, Node
 from ..ir.symbolic import is_sym
 from .util import add_const, add_op, is_const
+from .util import op_type as _op
 
 CONTRACT = {"MatMul", "Gemm", "Einsum", "Linear", "Conv", "ConvTranspose"}
-MOVES = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast"}
+MOVES = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity"}  # (a Cast uses ids as numbers)
 NO_PROPAGATE = {"Shape", "Size"}  # the ids' shape is position information, not the ids
 MAX_TABLE = 1 << 26  # elements of a table built here (a 50k x 768 GPT-2 table is 3.9e7)
 MAX_VOCAB = 1 << 20
@@ -72,17 +73,13 @@ def _id_only(g: Graph, x: str) -> tuple[set[str], set[str], list[Node]]:
             embedded.update(n.outputs)
         elif any(i in embedded for i in live):
             embedded.update(n.outputs)
-        if any(i in numbers for i in live) or not (lookup or n.op in MOVES - {"Cast"}
+        if any(i in numbers for i in live) or not (lookup or n.op in MOVES
                                                     or any(i in embedded for i in live)):
             numbers.update(n.outputs)
         dep.update(n.outputs)
         nodes.append(n)
         complete.update(o for o in n.outputs if o in embedded and o in numbers)
     return dep, numbers, nodes
-
-
-def _op(n: Node) -> str:
-    return str(n.attrs.get("op_type")) if n.op == "Onnx" else n.op
 
 
 def _vocab(g: Graph, nodes: list[Node], dep: set[str]) -> int | None:
@@ -119,8 +116,8 @@ def _subgraph(g: Graph, x: str, nodes: list[Node], outs: list[str]) -> Graph:
 
 
 def _feed_shape(g: Graph, x: str, n_ids: int) -> tuple[int, int] | None:
-    """[batch, seq] shapes to feed ``n_ids`` ids as one-token sequences (or rows of a static
-    sequence length)."""
+    """The [batch, seq] shape that feeds ``n_ids`` ids as one-token sequences, or None when the
+    input's axes are static (other than a sequence of 1)."""
     b, t = g.values[x].shape
     if is_sym(t) or t == 1:
         return (n_ids, 1) if is_sym(b) else None

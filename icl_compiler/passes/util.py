@@ -9,6 +9,11 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.ops import OPS, with_defaults
 from ..ir.symbolic import dims_equal, is_sym
 
+def op_type(n: Node) -> str:
+    """The ONNX op type of a node (a generic ``Onnx`` node's own ``op_type``)."""
+    return n.attrs.get("op_type", n.op) if n.op == "Onnx" else n.op
+
+
 # -- predicates on values (usable as pattern Var predicates) -----------------------------------
 
 def const(g: Graph, v: str) -> np.ndarray | None:

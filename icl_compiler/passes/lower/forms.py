@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...ir.graph import Node
+from ..util import op_type as _op  # noqa: F401 - re-exported to the lowering modules
 
 # ops that only move data: their feature map is an index map (exact, cheap to probe)
 MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Flatten", "Slice", "Split",
@@ -50,10 +50,6 @@ class Affine:
     def rows(self, idx: np.ndarray) -> Affine:
         return Affine(len(idx), [(p, W[idx]) for p, W in self.terms],
                       None if self.bias is None else self.bias[idx], self.selection)
-
-
-def _op(node: Node) -> str:
-    return node.attrs.get("op_type", node.op) if node.op == "Onnx" else node.op
 
 
 def _short(value: str) -> str:
