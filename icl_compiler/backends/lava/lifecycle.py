@@ -21,7 +21,10 @@ What a :class:`Guard` does (one per network, from ``compile_network`` to ``shutd
    kernel ties that signal to the forking *thread*, which for the main thread lives as long as
    the process; from another thread it would fire when that thread ends, so there the reaper
    alone is used), exits at once if the parent already died, ignores SIGINT (the parent stops
-   the network) and takes the default action on SIGTERM and SIGHUP.
+   the network) and takes the default action on SIGTERM and SIGHUP.  Those three signals are
+   blocked across the fork and unblocked once the child has its own handlers, so a SIGTERM sent
+   the instant after the fork (Lava terminating a process it just started) never runs the
+   parent's handler in the child.
 2. *A reaper.*  A small Python process (this file run as a script, standard library only) in its
    own session, so that signals sent to the process group (Ctrl-C, ``timeout``, ``kill -9
    -PGID``) do not reach it, waits on a pidfd of the parent.  If the parent dies before the guard
@@ -214,10 +217,33 @@ def reap_stale(root: str | None = None) -> list[dict]:
 
 # -- fork hooks -----------------------------------------------------------------------------------
 
+def _before_fork() -> None:
+    """While a guard forks, SIGINT/SIGTERM/SIGHUP are blocked across the fork: a signal that
+    reaches the new child before its hook has reset the handlers (Lava terminating a process it
+    has just forked) would otherwise run the parent's handler in the child.  It stays pending
+    and is delivered, with the child's own handlers, when the hook unblocks it."""
+    if getattr(_local, "guard", None) is not None:
+        _local.fork_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+
+
+def _restore_fork_mask() -> None:
+    old = getattr(_local, "fork_mask", None)
+    if old is not None:
+        _local.fork_mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _after_fork_in_child() -> None:
     g = getattr(_local, "guard", None)
     if g is None:
         return
+    try:
+        _child_setup(g)
+    finally:
+        _restore_fork_mask()
+
+
+def _child_setup(g) -> None:
     _local.guard = None  # grandchildren are not the guard's
     try:
         if g.main_thread and _prctl is not None:
@@ -252,7 +278,8 @@ def _install_hooks() -> None:
                     _prctl = ctypes.CDLL(None, use_errno=True).prctl
                 except (OSError, AttributeError):  # pragma: no cover
                     _prctl = None
-            os.register_at_fork(after_in_child=_after_fork_in_child)
+            os.register_at_fork(before=_before_fork, after_in_parent=_restore_fork_mask,
+                                after_in_child=_after_fork_in_child)
             _hooks_installed = True
         _patch_lava_shared_memory()  # idempotent
 
