@@ -6,6 +6,7 @@ import inspect
 import json
 import math
 import os
+import threading
 from numbers import Real
 from pathlib import Path
 
@@ -36,6 +37,17 @@ class Program:
     def __init__(self, ng: NeuroGraph, report: dict):
         self.ng = ng
         self.report = report
+        self._interp = None  # the NumPy backend's interpreter of ng, kept between runs
+        self._interp_lock = threading.Lock()
+
+    def __getstate__(self):  # (pickling, copying: the interpreter is rebuilt on the next run)
+        state = dict(self.__dict__, _interp=None)
+        del state["_interp_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._interp_lock = threading.Lock()
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -108,9 +120,17 @@ class Program:
             y = np.zeros((0, x.shape[1], self.ng.pop(self.io.output_pop).size),
                          neurons.dtype(self.fixed))
         elif backend == "numpy":
-            from ..backends.numpy import run
+            from ..backends.numpy import Interpreter, run
 
-            y, self.last_stats, self.last_state = run(self.ng, x)
+            if self._interp is None or self._interp.ng is not self.ng:
+                self._interp = Interpreter(self.ng)  # its prepared weights serve every run
+            if self._interp_lock.acquire(blocking=False):  # (a run in another thread: its own)
+                try:
+                    y, self.last_stats, self.last_state = run(self.ng, x, self._interp)
+                finally:
+                    self._interp_lock.release()
+            else:
+                y, self.last_stats, self.last_state = run(self.ng, x)
         else:
             from ..backends.lava import run_program
 

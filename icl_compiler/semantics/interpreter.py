@@ -106,6 +106,7 @@ class Interpreter:
         self.diagonal = self._diagonal_groups()
         self.out_groups = self._out_groups()
         self.stacks: dict[str, _Stack] = {}
+        self.float_wts: dict[str, np.ndarray] = {}
         self.width = self._width()
 
     def _rec(self, key: str, arr) -> None:
@@ -147,6 +148,16 @@ class Interpreter:
         WT = np.ascontiguousarray(WT, np.int64 if one_hot else np.float64)
         st = self.stacks[pre] = _Stack(WT, colsum, info, WT if one_hot else None)
         return st
+
+    def _wt(self, s) -> np.ndarray | None:
+        """A float group's prepared weights (``neurons.float_wt``, made once); None in fixed
+        mode, whose products take the integer weights (``fixed.dense``, :meth:`_stack`)."""
+        if self.fixed:
+            return None
+        wt = self.float_wts.get(s.name)
+        if wt is None:
+            wt = self.float_wts[s.name] = neurons.float_wt(s)
+        return wt
 
     def _diagonal_groups(self) -> dict:
         """Static groups with a square diagonal matrix (residual connections), by name: float:
@@ -224,18 +235,23 @@ class Interpreter:
             for s in self.static_in[name]:
                 pre = vals[s.pre]
                 stats.synaptic_ops += count_nonzero(pre) * s.weights.shape[0]
-                cur += neurons.dense(s, pre, fixed)
+                cur += neurons.dense(s, pre, fixed, wt=self._wt(s))
             vals[name] = self._neuron(name, pop, cur, stats)
         return vals[self.io.output_pop]
 
-    def _neuron(self, name: str, pop, cur: np.ndarray, stats: RunStats) -> np.ndarray:
-        """A static population's output from its synaptic current (both evaluation orders)."""
+    def _neuron(self, name: str, pop, cur: np.ndarray, stats: RunStats,
+                nz: dict | None = None) -> np.ndarray:
+        """A static population's output from its synaptic current (both evaluation orders);
+        ``nz`` (a chunk's cache of non-zero counts) receives the output's."""
         if pop.bias is not None:
             cur += pop.bias.astype(self.dtype)
         self._rec(name + ":current", cur)
         out, sat = neurons.neuron(pop, cur, self.fixed)
         stats.saturate(f"payload:{name}", sat)
-        stats.spikes += count_nonzero(out)
+        n = count_nonzero(out)
+        stats.spikes += n
+        if nz is not None:
+            nz[name] = n
         self._rec(name, out)
         return out
 
@@ -246,10 +262,10 @@ class Interpreter:
         for s in self.static_in[pop.name]:
             pre = vals[s.pre]
             stats.synaptic_ops += count_nonzero(pre) * s.weights.shape[0]
-            cur[s.port] += neurons.dense(s, pre, self.fixed)
+            cur[s.port] += neurons.dense(s, pre, self.fixed, wt=self._wt(s))
         return self._product(pop, cur, stats)
 
-    def _product(self, pop, cur: list, stats: RunStats) -> np.ndarray:
+    def _product(self, pop, cur: list, stats: RunStats, nz: dict | None = None) -> np.ndarray:
         """A product neuron's output from its two ports' currents (both evaluation orders)."""
         if pop.bias is not None:
             cur[0] += pop.bias.astype(self.dtype)
@@ -257,7 +273,10 @@ class Interpreter:
         self._rec(pop.name + ":current_b", cur[1])
         out, sat = neurons.product(pop, cur[0], cur[1], self.fixed)
         stats.saturate(f"payload:{pop.name}", sat)
-        stats.spikes += count_nonzero(out)
+        n = count_nonzero(out)
+        stats.spikes += n
+        if nz is not None:
+            nz[pop.name] = n
         self._rec(pop.name, out)
         return out
 
@@ -290,7 +309,7 @@ class Interpreter:
         state[h.v_syn] = V
         stats.saturate(f"v:{h.v}", sat)
         stats.synaptic_ops += count_nonzero(q) * h.t_max
-        scores = neurons.k_read(h, K, q, fixed, t0)
+        scores = neurons.k_read(h, K, q, fixed, t0, t)
         a, sat = neurons.slots(h, ng.pop(h.slots).q, scores, fixed)
         stats.saturate(f"slots:{h.slots}", sat)
         nz_a = count_nonzero(a)
@@ -300,7 +319,8 @@ class Interpreter:
         self._rec(h.slots + ":score", scores * h.scale if not fixed else scores)
         self._rec(h.slots, a)
         stats.synaptic_ops += nz_a * V.shape[1]
-        out, sat, acc = neurons.value_read(h, ng.pop(h.out), V, a, fixed, t0, with_acc=True)
+        out, sat, acc = neurons.value_read(h, ng.pop(h.out), V, a, fixed, t0, with_acc=True,
+                                             t=t)
         if self.record is not None and not fixed:
             self._rec(h.out + ":acc", acc)
         stats.saturate(f"payload:{h.out}", sat)
@@ -339,21 +359,28 @@ class Interpreter:
                 vals[name] = self.head(self.heads_by_out[name], vals, 0, state, stats, T, t0)
                 self._rec(name, vals[name])
             elif pop.model == NeuronModel.PRODUCT:  # two ports, each from the stacked products
-                cur = [np.zeros((N, pop.size), self.dtype), np.zeros((N, pop.size), self.dtype)]
-                for s in self.static_in[name]:
-                    stats.synaptic_ops += self._nz(s.pre, vals, nz) * s.weights.shape[0]
-                    cur[s.port] += self._dense(s, vals, prods, amax)
-                vals[name] = self._product(pop, cur, stats)
-                nz[name] = None
+                cur = [self._current(pop, N, [s for s in self.static_in[name] if s.port == p],
+                                     vals, nz, prods, amax, stats) for p in (0, 1)]
+                vals[name] = self._product(pop, cur, stats, nz)
             elif name not in self.head_pops:
-                cur = np.zeros((N, pop.size), self.dtype)
-                for s in self.static_in[name]:
-                    stats.synaptic_ops += self._nz(s.pre, vals, nz) * s.weights.shape[0]
-                    cur += self._dense(s, vals, prods, amax)
-                vals[name] = self._neuron(name, pop, cur, stats)
-                nz[name] = None  # counted on first use
+                cur = self._current(pop, N, self.static_in[name], vals, nz, prods, amax, stats)
+                vals[name] = self._neuron(name, pop, cur, stats, nz)
         stats.tokens += T
         return vals[self.io.output_pop].reshape(B, T, -1)
+
+    def _current(self, pop, N: int, groups, vals, nz, prods, amax, stats) -> np.ndarray:
+        """Σ of the groups' contributions over the chunk's N rows (the first term is the sum
+        itself: 0 + x == x).  A term may be a view of its pre population's stacked product
+        (its own columns, read once per chunk), so adding into it changes nothing else."""
+        cur = None
+        for s in groups:
+            stats.synaptic_ops += self._nz(s.pre, vals, nz) * s.weights.shape[0]
+            term = self._dense(s, vals, prods, amax)
+            if cur is None:
+                cur = term if term.dtype == self.dtype else term.astype(self.dtype)
+            else:
+                cur += term
+        return np.zeros((N, pop.size), self.dtype) if cur is None else cur
 
     def _step_counted(self, x_t, t, state, stats) -> np.ndarray:
         y = self.step(x_t, t, state, stats)
@@ -380,7 +407,7 @@ class Interpreter:
                 return s.weights.T[pre.idx] * pre.payload
             if diag is not None and np.isfinite(absmax(pre)):  # (0·inf would be NaN)
                 return pre * diag
-            return neurons.dense(s, pre, False, self._batch)
+            return neurons.dense(s, pre, False, self._batch, self._wt(s))
         if s.pre not in amax:  # (max |payload|, the payloads as Lava's int32 channels carry them)
             if isinstance(pre, _OneHot):
                 amax[s.pre] = (abs(int(pre.payload)), pre)

@@ -25,7 +25,7 @@ from ..ir.neuro import (Encoding, HeadSpec, LearningRule, Lowering, NeuronModel,
 from ..ir.ops import ACTIVATIONS, F_FUNCS, ROW_NORMS, row_denominator
 from . import fixed as fx
 from .fixed import PAYLOAD_MAX, PAYLOAD_MIN
-from .products import rows_matmul
+from .products import rows_matmul, token_rows_matmul
 
 # The plastic synapses' learning rules (docs/semantics.md §5): one definition of each rule,
 # copied into every K/V synapse group by the lowering.
@@ -94,7 +94,7 @@ def encode_features(x: np.ndarray, scale: float, fixed: bool, as_float: bool = F
     same integers held in float64 (what the exact BLAS products take, ``products.int_matmul``)."""
     if not fixed:
         return np.asarray(x, np.float64)
-    p = np.asarray(x, np.float64) / scale
+    p = np.divide(x, scale, dtype=np.float64)  # (x in float64, divided: one pass)
     np.rint(p, out=p)  # == np.round (ties to even)
     if p.size:
         # division and rounding are monotonic: the extreme payloads are those of x's extremes
@@ -140,12 +140,20 @@ def dequantise(y: np.ndarray, scale: float, fixed: bool) -> np.ndarray:
 
 # -- static synapses and neurons -----------------------------------------------------------------
 
-def dense(s: SynapseGroup, pre: np.ndarray, fixed: bool, batch: int | None = None) -> np.ndarray:
+def dense(s: SynapseGroup, pre: np.ndarray, fixed: bool, batch: int | None = None,
+          wt: np.ndarray | None = None) -> np.ndarray:
     """A static synapse group's contribution to its post population's current (``pre`` [rows,
-    n]: one token of every sequence, or ``batch`` sequences × tokens, row i·T + t)."""
+    n]: one token of every sequence, or ``batch`` sequences × tokens, row i·T + t).  Float:
+    ``wt`` is the prepared ``float_wt(s)`` (made here if None): every product of a group takes
+    its weights in the same layout, part of what the BLAS computes."""
     if not fixed:
-        return rows_matmul(pre, s.weights.T, batch)
+        return rows_matmul(pre, float_wt(s) if wt is None else wt, batch)
     return fx.dense(s.weights, s.exp, pre)
+
+
+def float_wt(s: SynapseGroup) -> np.ndarray:
+    """A float group's weights as its products take them: transposed, [pre, post], C order."""
+    return np.ascontiguousarray(s.weights.T, np.float64)
 
 
 def neuron(pop: Population, cur: np.ndarray, fixed: bool) -> tuple[np.ndarray, int]:
@@ -278,19 +286,25 @@ def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool):
 
 
 def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,
-           t0: int | None = None) -> np.ndarray:
-    """The scores k_s·q of every slot: q [B, d] → [B, T_max]; or the queries q [B, T, d] of the
-    tokens t0 … t0+T−1 → [B, T, T_max], each token's scores as it reads K right after its own
-    write (slots after it score 0; ``K`` holds the writes of all T tokens)."""
+           t0: int | None = None, t: int = 0) -> np.ndarray:
+    """The scores k_s·q of every slot: q [B, d] of token ``t`` → [B, T_max]; or the queries
+    q [B, T, d] of the tokens t0 … t0+T−1 → [B, T, T_max], each token's scores as it reads K
+    right after its own write (slots after it score 0; ``K`` holds the writes of all T tokens)."""
     if t0 is None:
         if not fixed:
-            return np.einsum("btd,bd->bt", K, q)
+            return k_scores(K, q[:, None], t)[:, 0]
         return fx.k_read(K, q, residual=residual(h))
-    if not fixed:  # the same contraction kernel as one token's (einsum over the last axis)
-        s = np.einsum("bsd,btd->bts", K, q)
+    if not fixed:
+        s = k_scores(K, q, t0)
         s[:, ~fx.causal_mask(t0, s.shape[1], s.shape[2])] = 0.0
         return s
     return fx.k_read_causal(K, q, t0, residual=residual(h))
+
+
+def k_scores(K: np.ndarray, q: np.ndarray, t0: int) -> np.ndarray:
+    """Float scores K·q of the tokens t0 … t0+n−1 (q [B, n, d]) on every slot: [B, n, T_max],
+    each token's row computed alike for one token or many (``products.token_rows_matmul``)."""
+    return token_rows_matmul(q, np.ascontiguousarray(K, np.float64).transpose(0, 2, 1), t0)
 
 
 def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
@@ -303,23 +317,25 @@ def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
 
 
 def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed: bool,
-               t0: int | None = None, with_acc: bool = False):
+               t0: int | None = None, with_acc: bool = False, t: int = 0):
     """The head output from the V synapses and the slot outputs ``a``: value neurons (V·a,
-    shifted by e_v, 16-bit V combined) or the row-sum divide.  ``a`` [B, T_max] (one token), or
+    shifted by e_v, 16-bit V combined) or the row-sum divide.  ``a`` [B, T_max] (token ``t``), or
     [B, T, T_max] for the tokens t0 … t0+T−1 (each token reads only the columns written up to
     it; ``V`` holds all T writes).  Returns (output, saturated), and with ``with_acc`` the V·a
     accumulator as a third item."""
     rowsum = h.normalise in ROW_NORMS
-    if t0 is not None:  # the columns after each token were still zero when it read them
-        a_read = np.where(fx.causal_mask(t0, a.shape[1], a.shape[2]), a, 0)
-    if not fixed:  # einsum over the slots: the same kernel for one token and for T
-        acc = np.einsum("bvt,bt->bv", V, a) if t0 is None else np.einsum("bvs,bts->btv", V,
-                                                                          a_read)
+    # the columns after each token were still zero when it read them
+    visible = None if t0 is None else fx.causal_mask(t0, a.shape[1], a.shape[2])
+    if not fixed:  # V·a, each token's row computed alike for one token or many
+        VT = np.ascontiguousarray(V, np.float64).transpose(0, 2, 1)
+        acc = token_rows_matmul(a[:, None], VT, t)[:, 0] if t0 is None else \
+            token_rows_matmul(a, VT, t0, visible)
         res = (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
     else:  # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then
         # the value neuron combines the high and low rows of 16-bit V
         e_v = 0 if rowsum else out.q.e_v
-        syn = fx.v_read(V, a, e_v) if t0 is None else fx.v_read_causal(V, a_read, e_v)
+        syn = fx.v_read(V, a, e_v) if t0 is None else \
+            fx.v_read_causal(V, np.where(visible, a, 0), e_v)
         acc = fx.value_combine(syn, residual(h))
         res = divide(acc, a, True, h.eps, out.q.s_v, out.q.s_a, out.scale, h.normalise) if rowsum \
             else saturate(acc)

@@ -19,10 +19,13 @@ orders: it computes a float static synapse group one token at a time — each to
 one BLAS call of shape [⌈B/8⌉·8, K] × [K, N], sequence i at row i, zero rows padding it (one
 stacked ``np.matmul`` of the T tokens' blocks, which numpy runs as T calls of that shape) — so
 evaluating a token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives
-bit-identical rows.  The heads' float reductions stay ``np.einsum`` over the last axis (K·q over
-d, V·a over the slots), whose kernel computes each dot product alike for one token or for T.
-``tests/semantics/test_products.py`` checks the property on the installed BLAS for several
-shapes and batch sizes.
+bit-identical rows.  The heads' float reductions (K·q over d, V·a over the slots) use the same
+idea along the other axis (:func:`token_rows_matmul`): token t's row is row t mod 8 of a BLAS
+call of fixed shape [8, k] × [k, m] per sequence (the rows of tokens not being computed are
+zero), so a token's scores and read come out the same whether it is evaluated alone, in a chunk
+or with the whole sequence — 5× faster than the einsums they replace, whose per-dot-product
+loop was the cost.  ``tests/semantics/test_products.py`` checks both properties on the
+installed BLAS for several shapes, batch sizes and chunkings.
 
 Allocator.  The interpreter's arrays are a few hundred KiB to a few MiB.  glibc serves such blocks
 by ``mmap`` until a large block has been freed once (its *dynamic* threshold) and returns freed
@@ -42,6 +45,7 @@ import numpy as np
 
 F64_EXACT = 2**53  # integers of magnitude below this are exact in float64
 ROW_BLOCK = 8  # a token's rows of a float product are padded to a multiple of this
+TOKEN_BLOCK = 8  # tokens per BLAS call of the heads' float products (token_rows_matmul)
 
 
 def absmax(x: np.ndarray) -> int | float:
@@ -75,6 +79,29 @@ def rows_matmul(a: np.ndarray, b: np.ndarray, batch: int | None = None) -> np.nd
     blocks[:, :batch] = a.reshape(batch, T, K).transpose(1, 0, 2)
     out = np.matmul(blocks, np.ascontiguousarray(b, np.float64))  # T calls of [Bp, K] x [K, N]
     return out[:, :batch].transpose(1, 0, 2).reshape(M, -1)
+
+
+def token_rows_matmul(a: np.ndarray, b: np.ndarray, t0: int,
+                      visible: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` per sequence for the rows of tokens t0 … t0+n−1 (``a`` [B, n, k] float64, ``b``
+    [B, k, m], e.g. a transposed view of K: its layout must be the same on every call, as it is
+    part of what the BLAS computes): token t's row is row t mod TOKEN_BLOCK of a call of shape
+    [TOKEN_BLOCK, k] × [k, m] whose other rows are zero or other tokens', so its result does not
+    depend on which tokens are computed with it (see the module docstring).  ``visible`` [n, k]
+    (bool): the entries of ``a`` to use, the others taken as zero.  Returns [B, n, m]."""
+    B, n, k = a.shape
+    R = TOKEN_BLOCK
+    lo = t0 - t0 % R
+    nb = -(-(t0 + n - lo) // R)
+    if n == nb * R and lo == t0 and visible is None:
+        rows = np.ascontiguousarray(a, np.float64)
+    else:
+        rows = np.zeros((B, nb * R, k), np.float64)
+        rows[:, t0 - lo:t0 - lo + n] = a
+        if visible is not None:
+            np.copyto(rows[:, t0 - lo:t0 - lo + n], 0.0, where=~visible)
+    out = np.matmul(rows.reshape(B, nb, R, k), b[:, None])  # B·nb calls of [R, k] x [k, m]
+    return out.reshape(B, nb * R, -1)[:, t0 - lo:t0 - lo + n]
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,

@@ -14,13 +14,17 @@ from ...ir.neuro import NeuroGraph
 from ...semantics.interpreter import Interpreter, RunStats
 
 
-def run(ng: NeuroGraph, x: np.ndarray) -> tuple[np.ndarray, RunStats, dict[str, np.ndarray]]:
+def run(ng: NeuroGraph, x: np.ndarray, interp: Interpreter | None = None
+        ) -> tuple[np.ndarray, RunStats, dict[str, np.ndarray]]:
     """Run a batch ``x`` ([B, T] token ids or [B, T, F] features) through ``ng``.
 
     Returns the raw outputs [B, T, n_out] (integer payloads in fixed mode), the run's
     :class:`RunStats` and the final plastic weights of every sequence (by synapse name).
+    ``interp``: an interpreter of ``ng`` kept by the caller, so that the weights it prepares
+    (transposed, stacked, doubled) are made once for many runs (``Program.run`` keeps one).
     """
-    interp = Interpreter(ng)
+    if interp is None or interp.ng is not ng:
+        interp = Interpreter(ng)
     y, stats = interp.run(x)
     return y, stats, interp.last_state
 
@@ -51,4 +55,4 @@ class Stream:
         pass
 
 
-__all__ = ["run", "Stream"]
+__all__ = ["run", "Stream", "Interpreter"]
