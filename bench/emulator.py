@@ -25,7 +25,7 @@ from icl_compiler.semantics.interpreter import Interpreter
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "examples" / "fewshot" / "model.onnx"
 FALLBACK = ROOT / "tests" / "fixtures" / "tok_relu_fillneg_2l2h_ln_pos.onnx"
-PAUSE = 0.05  # s between engines (onnxruntime's idle workers spin for a while after a run)
+PAUSE = 0.3  # s between engines: OpenBLAS and onnxruntime worker threads spin for ~0.1 s after a run (with 0.05 s, onnxruntime often ran at a third of its speed)
 
 
 def timed(fn) -> float:

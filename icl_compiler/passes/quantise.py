@@ -100,9 +100,9 @@ class _Probe(Interpreter):
         self._t, self._T = t, None
         return super().step(x_t, t, state, stats)
 
-    def advance(self, x, t0, state, stats):
+    def advance(self, x, t0, state, stats, **kw):
         self._t, self._T = t0, x.shape[1]
-        return super().advance(x, t0, state, stats)
+        return super().advance(x, t0, state, stats, **kw)
 
     def _rec(self, key: str, arr) -> None:
         if (self.bad is None and isinstance(arr, np.ndarray) and arr.size

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import json
 import math
@@ -31,6 +32,16 @@ PROGRAM_FILES = ("program.json", "weights.npz")
 # what save() and icl-compile write: a previous program's copies are replaced (or removed when a
 # run does not write them again); every other file in the directory is the user's and is kept
 OWNED_FILES = PROGRAM_FILES + ("report.json", "output.npy", "partition.svg")
+
+
+def _layout(data: list) -> layout.Layout:
+    """An output's layout from its JSON form, parsed once (symbolic sizes take a parser)."""
+    return _parsed_layout(json.dumps(data))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_layout(text: str) -> layout.Layout:
+    return layout.from_json(json.loads(text))
 
 
 class Program:
@@ -94,7 +105,8 @@ class Program:
                                  f"{x.dtype}{why}")
             if x.ndim != 3 or x.shape[-1] != n:
                 raise ValueError(f"expected features shaped [batch, seq, {n}], got {list(x.shape)}")
-            if not np.all(np.isfinite(x)):
+            if not np.isfinite(np.add.reduce(x, axis=None)) and not np.all(np.isfinite(x)):
+                # (a finite sum means finite entries; the sum overflowing is checked in full)
                 raise ValueError("input contains NaN or inf")
         if x.shape[1] == 0:
             raise ValueError("empty sequence")
@@ -143,8 +155,8 @@ class Program:
         specs = self.io.outputs
         if not specs:
             return y
-        outs = [_output_view(y[..., s["offset"]:s["offset"] + s["size"]],
-                             layout.from_json(s["layout"])) for s in specs]
+        outs = [_output_view(y[..., s["offset"]:s["offset"] + s["size"]], _layout(s["layout"]))
+                for s in specs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def session(self, batch: int = 1, backend: str = "numpy", **kw):

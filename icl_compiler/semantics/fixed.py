@@ -276,18 +276,19 @@ def _out_of_range(x, lo: int, hi: int, residual: bool) -> int:
     return int(np.count_nonzero((x < lo) | (x > hi)))
 
 
-def k_write(K, k, t: int, residual: bool = False) -> tuple[np.ndarray, int]:
+def k_write(K, k, t: int, residual: bool = False, copy: bool = True) -> tuple[np.ndarray, int]:
     """Write keys k [B, d] into row t of K [B, T_max, 2d|3d] (two-factor rule, sign split); or
     k [B, T, d] (T tokens of each sequence) into rows t … t+T−1 — row by row the same arithmetic.
 
     Returns (new K, number of saturated/lost entries): k entries outside [-127, 127] (16-bit:
     [-127·2^7, 127·2^7 + 127]), inexact accumulator events (only possible if the row was not
-    zero), and every entry of a token whose slot is ≥ T_max.
+    zero), and every entry of a token whose slot is ≥ T_max.  ``copy=False``: an int64 K is
+    written in place.
     """
     k = np.asarray(k, np.int64)
     k3 = k[:, None] if k.ndim == 2 else k
     n = _rows(np.shape(K)[1], int(t), k3.shape[1])
-    Kn = np.array(K, dtype=np.int64, copy=True)
+    Kn = np.array(K, dtype=np.int64, copy=copy)
     inexact = 0
     if n:
         rows = Kn[:, t:t + n, :]
@@ -364,15 +365,16 @@ def _v_rule(w: np.ndarray, y1: np.ndarray, y2: int, y3: int) -> tuple[np.ndarray
 
 
 def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
-            residual: bool = False) -> tuple[np.ndarray, int]:
+            residual: bool = False, copy: bool = True) -> tuple[np.ndarray, int]:
     """Write values v [B, d_v] into column t of V [B, d_v|2d_v, T_max] (three-factor rule); or
     v [B, T, d_v] into columns t … t+T−1.
 
     Returns (new V, number of saturated/lost entries).  Column t becomes clip(v, -128, 127);
     16-bit V: rows [hi, lo] of v = hi·2^7 + lo (``kv_split``), third factors y1 = [hi, lo].
-    Every entry of a token whose slot is ≥ T_max is lost (counted).
+    Every entry of a token whose slot is ≥ T_max is lost (counted).  ``copy=False``: an int64 V
+    is written in place.
     """
-    V = np.array(V, dtype=np.int64, copy=True)
+    V = np.array(V, dtype=np.int64, copy=copy)
     v = np.asarray(v, np.int64)
     v3 = v[:, None] if v.ndim == 2 else v
     n = _rows(V.shape[2], int(t), v3.shape[1])

@@ -281,9 +281,9 @@ class Interpreter:
         return out
 
     def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats, n_tok: int = 1,
-             t0: int | None = None) -> np.ndarray:
+             t0: int | None = None, nz: dict | None = None) -> np.ndarray:
         """One plastic head: for token t (``vals`` hold [B, n]), or for the ``n_tok`` tokens from
-        ``t0`` (``vals`` hold [B·n_tok, n], causal reads)."""
+        ``t0`` (``vals`` hold [B·n_tok, n], causal reads; ``nz``: the chunk's non-zero counts)."""
         ng, fixed = self.ng, self.fixed
         seq = t0 is not None
         B = vals[h.k].shape[0] // n_tok
@@ -301,14 +301,15 @@ class Interpreter:
             stats.synaptic_ops += W[0].size * n_tok
             return out.reshape(B * n_tok, -1) if seq else out
         stats.learning_updates += k.shape[-1] * (2 if fixed else 1) * n_tok
-        K, sat = neurons.k_write(h, state[h.k_syn], k, t, fixed)
+        K, sat = neurons.k_write(h, state[h.k_syn], k, t, fixed, copy=not seq)
         state[h.k_syn] = K
         stats.saturate(f"k:{h.k}", sat)
         stats.learning_updates += v.shape[-1] * n_tok
-        V, sat = neurons.v_write(h, state[h.v_syn], v, t, fixed)
+        V, sat = neurons.v_write(h, state[h.v_syn], v, t, fixed, copy=not seq)
         state[h.v_syn] = V
         stats.saturate(f"v:{h.v}", sat)
-        stats.synaptic_ops += count_nonzero(q) * h.t_max
+        stats.synaptic_ops += (count_nonzero(q) if nz is None else self._nz(h.q, vals, nz)) \
+            * h.t_max
         scores = neurons.k_read(h, K, q, fixed, t0, t)
         a, sat = neurons.slots(h, ng.pop(h.slots).q, scores, fixed)
         stats.saturate(f"slots:{h.slots}", sat)
@@ -327,12 +328,14 @@ class Interpreter:
         return out.reshape(B * n_tok, -1) if seq else out
 
     # -- a chunk of tokens at once --------------------------------------------------------------
-    def advance(self, x: np.ndarray, t0: int, state: dict, stats: RunStats) -> np.ndarray:
+    def advance(self, x: np.ndarray, t0: int, state: dict, stats: RunStats, *,
+                unwritten: bool = False) -> np.ndarray:
         """Tokens t0 … t0+T−1 of every sequence (x [B, T] ids or [B, T, F] features) → raw outputs
         [B, T, n_out]; ``state`` (the plastic weights) is updated in place and ``stats`` counted,
-        exactly as T calls of :meth:`step` would."""
+        exactly as T calls of :meth:`step` would.  ``unwritten``: the caller knows that the
+        slots ≥ t0 hold nothing (``run``'s chunks of a fresh state), so it is not checked."""
         B, T = x.shape[0], x.shape[1]
-        if not self._unwritten_from(state, t0):
+        if not unwritten and not self._unwritten_from(state, t0):
             return np.stack([self._step_counted(x[:, i], t0 + i, state, stats)
                              for i in range(T)], axis=1)
         ng, fixed, N = self.ng, self.fixed, B * T
@@ -351,12 +354,20 @@ class Interpreter:
                         raise IndexError(f"position {int(idx.max())} is outside the position "
                                          f"table ({pop.size} entries)")
                     vals[name] = _OneHot(idx, neurons.one_hot_payload(pop, fixed))
+                elif fixed and x.size:  # the payloads' extremes come from x's (two passes)
+                    ext = neurons.feature_extremes(x, pop.scale, clip=False)
+                    vals[name] = neurons.encode_features(x, pop.scale, True, True,
+                                                         ext).reshape(N, -1)
+                    lo, hi = (min(max(v, neurons.PAYLOAD_MIN), neurons.PAYLOAD_MAX) for v in ext)
+                    amax[name] = (int(max(-lo, hi)), vals[name])
                 else:
                     vals[name] = neurons.input_payload(pop, x, pos, fixed, as_float=True)
                     vals[name] = vals[name].reshape(N, -1)
+                    if not fixed:  # the payloads are x in float64: counted on x (fewer bytes)
+                        nz[name] = count_nonzero(x)
                 self._rec(name, vals[name])
             elif name in self.heads_by_out:
-                vals[name] = self.head(self.heads_by_out[name], vals, 0, state, stats, T, t0)
+                vals[name] = self.head(self.heads_by_out[name], vals, 0, state, stats, T, t0, nz)
                 self._rec(name, vals[name])
             elif pop.model == NeuronModel.PRODUCT:  # two ports, each from the stacked products
                 cur = [self._current(pop, N, [s for s in self.static_in[name] if s.port == p],
@@ -405,7 +416,8 @@ class Interpreter:
         if not self.fixed:
             if isinstance(pre, _OneHot):  # one 1.0 per row: the product picks a weight column
                 return s.weights.T[pre.idx] * pre.payload
-            if diag is not None and np.isfinite(absmax(pre)):  # (0·inf would be NaN)
+            if diag is not None and np.isfinite(np.add.reduce(pre, axis=None)):  # (0·inf = NaN;
+                # a finite sum means finite entries: an overflow to inf only takes the BLAS)
                 return pre * diag
             return neurons.dense(s, pre, False, self._batch, self._wt(s))
         if s.pre not in amax:  # (max |payload|, the payloads as Lava's int32 channels carry them)
@@ -466,7 +478,8 @@ class Interpreter:
         else:
             tc = self.chunk_tokens(B)
             for t0 in range(0, T, tc):
-                y[:, t0:t0 + tc] = self.advance(x[:, t0:t0 + tc], t0, state, stats)
+                y[:, t0:t0 + tc] = self.advance(x[:, t0:t0 + tc], t0, state, stats,
+                                                unwritten=True)
         self.last_state = state
         return y, stats
 

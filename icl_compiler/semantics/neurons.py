@@ -89,19 +89,30 @@ def one_hot_payload(pop: Population, fixed: bool):
     return int(pop.q.one) if pop.q is not None and pop.q.one is not None else 1
 
 
-def encode_features(x: np.ndarray, scale: float, fixed: bool, as_float: bool = False) -> np.ndarray:
+def encode_features(x: np.ndarray, scale: float, fixed: bool, as_float: bool = False,
+                    extremes: tuple | None = None) -> np.ndarray:
     """Feature payloads: ``round(x / scale)`` saturated to 24 bits (float: x).  ``as_float``: the
-    same integers held in float64 (what the exact BLAS products take, ``products.int_matmul``)."""
+    same integers held in float64 (what the exact BLAS products take, ``products.int_matmul``);
+    ``extremes``: ``feature_extremes(x, scale)``, if the caller has it."""
     if not fixed:
         return np.asarray(x, np.float64)
     p = np.divide(x, scale, dtype=np.float64)  # (x in float64, divided: one pass)
     np.rint(p, out=p)  # == np.round (ties to even)
     if p.size:
-        # division and rounding are monotonic: the extreme payloads are those of x's extremes
-        lo, hi = (np.rint(np.float64(v) / scale) for v in (np.min(x), np.max(x)))
+        lo, hi = feature_extremes(x, scale, clip=False) if extremes is None else extremes
         if min(lo, hi) < PAYLOAD_MIN or max(lo, hi) > PAYLOAD_MAX or not np.isfinite(lo + hi):
             np.clip(p, PAYLOAD_MIN, PAYLOAD_MAX, out=p)
     return p if as_float else p.astype(np.int64)
+
+
+def feature_extremes(x: np.ndarray, scale: float, clip: bool = True) -> tuple:
+    """The smallest and largest fixed-point feature payload of a non-empty ``x`` (before the
+    24-bit clip unless ``clip``): division and rounding are monotonic, so they are the payloads
+    of x's extremes (two passes over x instead of over the payloads)."""
+    lo, hi = (np.rint(np.float64(v) / scale) for v in (np.min(x), np.max(x)))
+    if clip:
+        lo, hi = (min(max(v, PAYLOAD_MIN), PAYLOAD_MAX) for v in (lo, hi))
+    return lo, hi
 
 
 def one_hot_index(pop: Population, x: np.ndarray, t) -> np.ndarray:
@@ -261,28 +272,28 @@ def _float_slots(h: HeadSpec, t: int, n: int) -> None:
                          f"T_max = {h.t_max}")
 
 
-def k_write(h: HeadSpec, K: np.ndarray, k: np.ndarray, t: int, fixed: bool):
+def k_write(h: HeadSpec, K: np.ndarray, k: np.ndarray, t: int, fixed: bool, copy: bool = True):
     """Write k_t into row t of K (k [B, d]), or k [B, T, d] into rows t … t+T−1: (new K,
-    saturated entries)."""
+    saturated entries).  ``copy=False``: K (of the right dtype) is written in place."""
     if not fixed:
         k3 = k[:, None] if k.ndim == 2 else k
         _float_slots(h, t, k3.shape[1])
-        K = K.copy()
+        K = K.copy() if copy else K
         K[:, t:t + k3.shape[1], :] = k3  # dw = y0*x0*x1 - y0*w with y0 = x0 = 1 on the bAP row
         return K, 0
-    return fx.k_write(K, k, t, residual(h))
+    return fx.k_write(K, k, t, residual(h), copy=copy)
 
 
-def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool):
+def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool, copy: bool = True):
     """Write v_t into column t of V (v [B, d_v]), or v [B, T, d_v] into columns t … t+T−1:
-    (new V, saturated entries)."""
+    (new V, saturated entries).  ``copy=False``: V (of the right dtype) is written in place."""
     if not fixed:
         v3 = v[:, None] if v.ndim == 2 else v
         _float_slots(h, t, v3.shape[1])
-        V = V.copy()
+        V = V.copy() if copy else V
         V[:, :, t:t + v3.shape[1]] = v3.transpose(0, 2, 1)  # x0 = one-hot slot t, y1 = v
         return V, 0
-    return fx.v_write(V, v, t, residual=residual(h))
+    return fx.v_write(V, v, t, residual=residual(h), copy=copy)
 
 
 def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,
@@ -334,8 +345,9 @@ def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed
     else:  # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then
         # the value neuron combines the high and low rows of 16-bit V
         e_v = 0 if rowsum else out.q.e_v
-        syn = fx.v_read(V, a, e_v) if t0 is None else \
-            fx.v_read_causal(V, np.where(visible, a, 0), e_v)
+        # (causal: ``a`` is already 0 on the hidden slots, whose scores k_read zeroed: every
+        # slot function maps 0 to 0, tests/semantics/test_fixed.py)
+        syn = fx.v_read(V, a, e_v) if t0 is None else fx.v_read_causal(V, a, e_v)
         acc = fx.value_combine(syn, residual(h))
         res = divide(acc, a, True, h.eps, out.q.s_v, out.q.s_a, out.scale, h.normalise) if rowsum \
             else saturate(acc)

@@ -52,6 +52,8 @@ def absmax(x: np.ndarray) -> int | float:
     """max |x| (0 for an empty array), without a temporary array."""
     if x.size == 0:
         return 0
+    if x.dtype.kind in "iu":  # (Python ints: -min of int64 would overflow at -2**63)
+        return max(-int(x.min()), int(x.max()))
     return max(-x.min(), x.max())
 
 
@@ -93,15 +95,26 @@ def token_rows_matmul(a: np.ndarray, b: np.ndarray, t0: int,
     R = TOKEN_BLOCK
     lo = t0 - t0 % R
     nb = -(-(t0 + n - lo) // R)
-    if n == nb * R and lo == t0 and visible is None:
-        rows = np.ascontiguousarray(a, np.float64)
-    else:
-        rows = np.zeros((B, nb * R, k), np.float64)
-        rows[:, t0 - lo:t0 - lo + n] = a
+    out = np.empty((B, nb * R, b.shape[-1]), np.float64)
+    # whole blocks of a's own rows need no copy (a contiguous float64 a: its token blocks are
+    # views); the others are copied into zero-padded blocks
+    f0, f1 = -(-t0 // R) * R, (t0 + n) // R * R
+    direct = visible is None and f1 > f0 and a.dtype == np.float64 and a.strides[-1] == 8 \
+        and a.strides[1] == 8 * k
+    if direct:
+        np.matmul(a[:, f0 - t0:f1 - t0].reshape(B, -1, R, k), b[:, None],
+                  out=out[:, f0 - lo:f1 - lo].reshape(B, -1, R, out.shape[-1]))
+    for c0, c1 in ([(lo, f0), (f1, lo + nb * R)] if direct else [(lo, lo + nb * R)]):
+        if c1 <= c0:
+            continue
+        rows = np.zeros((B, c1 - c0, k), np.float64)
+        r0, r1 = max(t0, c0), min(t0 + n, c1)  # the tokens of this span
+        rows[:, r0 - c0:r1 - c0] = a[:, r0 - t0:r1 - t0]
         if visible is not None:
-            np.copyto(rows[:, t0 - lo:t0 - lo + n], 0.0, where=~visible)
-    out = np.matmul(rows.reshape(B, nb, R, k), b[:, None])  # B·nb calls of [R, k] x [k, m]
-    return out.reshape(B, nb * R, -1)[:, t0 - lo:t0 - lo + n]
+            np.copyto(rows[:, r0 - c0:r1 - c0], 0.0, where=~visible[r0 - t0:r1 - t0])
+        np.matmul(rows.reshape(B, -1, R, k), b[:, None],  # B·(c1−c0)/R calls of [R, k] x [k, m]
+                  out=out[:, c0 - lo:c1 - lo].reshape(B, -1, R, out.shape[-1]))
+    return out[:, t0 - lo:t0 - lo + n]
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,

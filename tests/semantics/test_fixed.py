@@ -240,6 +240,14 @@ def test_slot_f():
         fixed.slot_f(s, "softmax")
 
 
+@pytest.mark.parametrize("f", fixed.SLOT_FUNCS)
+def test_every_slot_function_maps_zero_to_zero(f):
+    """The causal V read takes the slot outputs as they are (neurons.value_read): the slots
+    after a token score 0 and hold f(0), which must be 0 for every shift."""
+    for r in range(0, 9):
+        assert fixed.slot_f(arr(0, 0), f, r=r, r2=r).tolist() == [0, 0]
+
+
 def test_head_sequence_by_hand():
     ks = np.array([[[3], [-2]]])
     qs = np.array([[[1], [2]]])

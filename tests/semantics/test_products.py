@@ -78,11 +78,16 @@ def test_token_rows_do_not_depend_on_the_chunking(k, m):
         for t in range(T):
             np.testing.assert_array_equal(token_rows_matmul(a[:, t:t + 1], K.transpose(0, 2, 1),
                                                             t)[:, 0], whole[:, t])
-        for n in (2, 5, 8, 13):
+        for n in (2, 5, 8, 13, 16):
             for t0 in range(0, T - n + 1, 3):
                 np.testing.assert_array_equal(
                     token_rows_matmul(a[:, t0:t0 + n], K.transpose(0, 2, 1), t0),
                     whole[:, t0:t0 + n], err_msg=f"B={B} t0={t0} n={n}")
+        # ``visible``: the hidden entries count as zeros, bit for bit
+        vis = rng.random((T, k)) < 0.6
+        np.testing.assert_array_equal(token_rows_matmul(a, K.transpose(0, 2, 1), 0, vis),
+                                      token_rows_matmul(np.where(vis, a, 0.0),
+                                                        K.transpose(0, 2, 1), 0))
 
 
 def test_rows_must_be_whole_tokens():
