@@ -315,7 +315,13 @@ def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,
 def k_scores(K: np.ndarray, q: np.ndarray, t0: int) -> np.ndarray:
     """Float scores K·q of the tokens t0 … t0+n−1 (q [B, n, d]) on every slot: [B, n, T_max],
     each token's row computed alike for one token or many (``products.token_rows_matmul``)."""
-    return token_rows_matmul(q, np.ascontiguousarray(K, np.float64).transpose(0, 2, 1), t0)
+    return token_rows_matmul(q, _transposed(K), t0)
+
+
+def _transposed(W: np.ndarray) -> np.ndarray:
+    """A plastic weight array [B, r, c] as the heads' float products take it: [B, c, r], C order
+    (one layout for every call, part of what the BLAS computes; and 2× faster than a view)."""
+    return np.ascontiguousarray(np.asarray(W, np.float64).transpose(0, 2, 1))
 
 
 def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
@@ -338,7 +344,7 @@ def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed
     # the columns after each token were still zero when it read them
     visible = None if t0 is None else fx.causal_mask(t0, a.shape[1], a.shape[2])
     if not fixed:  # V·a, each token's row computed alike for one token or many
-        VT = np.ascontiguousarray(V, np.float64).transpose(0, 2, 1)
+        VT = _transposed(V)
         acc = token_rows_matmul(a[:, None], VT, t)[:, 0] if t0 is None else \
             token_rows_matmul(a, VT, t0, visible)
         res = (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
