@@ -333,7 +333,8 @@ def k_read_causal(K, q, t0: int, exp: int = 0, residual: bool = False) -> np.nda
         rhs = rhs[0] if len(rhs) == 1 else np.concatenate(rhs, axis=-1)
     else:
         lhs, rhs, colsum = q_payload(q, residual), K, K.shape[-1] * -WEIGHT_MIN
-    a = int_matmul(lhs, rhs.transpose(0, 2, 1), b_colsum=colsum)
+    rhs = np.ascontiguousarray(rhs.transpose(0, 2, 1), np.float64)  # (C order: 2× faster BLAS)
+    a = int_matmul(lhs, rhs, b_colsum=colsum)
     a[:, ~causal_mask(t0, a.shape[1], a.shape[2])] = 0
     return shift(a, exp)  # (shift skips the int32 wrap when nothing needs it)
 
@@ -417,8 +418,8 @@ def v_read_causal(V, a, exp: int = 0) -> np.ndarray:
     |V| ≤ 256 and |a| < 2^31 bound every partial sum by 2^39·T_max."""
     from .products import int_matmul
 
-    V = np.asarray(V, np.int64)
-    acc = int_matmul(wrap32_needed(a), V.transpose(0, 2, 1), b_colsum=V.shape[-1] * -WEIGHT_MIN)
+    VT = np.ascontiguousarray(np.asarray(V).transpose(0, 2, 1), np.float64)  # (C order: faster)
+    acc = int_matmul(wrap32_needed(a), VT, b_colsum=V.shape[-1] * -WEIGHT_MIN)
     return shift(acc, exp)
 
 
