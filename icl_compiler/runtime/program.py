@@ -32,6 +32,8 @@ PROGRAM_FILES = ("program.json", "weights.npz")
 # what save() and icl-compile write: a previous program's copies are replaced (or removed when a
 # run does not write them again); every other file in the directory is the user's and is kept
 OWNED_FILES = PROGRAM_FILES + ("report.json", "output.npy", "partition.svg")
+# the NumPy backend's prepared weights are kept between runs up to this size
+KEEP_PREPARED = 256 * 2**20
 
 
 def _layout(data: list) -> layout.Layout:
@@ -139,6 +141,8 @@ class Program:
             if self._interp_lock.acquire(blocking=False):  # (a run in another thread: its own)
                 try:
                     y, self.last_stats, self.last_state = run(self.ng, x, self._interp)
+                    if self._interp.prepared_bytes() > KEEP_PREPARED:  # (a big model: not
+                        self._interp = None  # kept, the prepared copies would double it)
                 finally:
                     self._interp_lock.release()
             else:

@@ -149,6 +149,12 @@ class Interpreter:
         st = self.stacks[pre] = _Stack(WT, colsum, info, WT if one_hot else None)
         return st
 
+    def prepared_bytes(self) -> int:
+        """Bytes of the weights prepared so far (float: transposed; fixed: stacked, doubled)."""
+        arrays = list(self.float_wts.values()) + [a for st in self.stacks.values()
+                                                  for a in (st.WT, st.WT_int) if a is not None]
+        return sum(a.nbytes for a in {id(a): a for a in arrays}.values())
+
     def _wt(self, s) -> np.ndarray | None:
         """A float group's prepared weights (``neurons.float_wt``, made once); None in fixed
         mode, whose products take the integer weights (``fixed.dense``, :meth:`_stack`)."""

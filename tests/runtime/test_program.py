@@ -492,3 +492,34 @@ def test_activation_and_product_neurons_survive_save_and_load(tmp_path):
     np.testing.assert_array_equal(back.run(x, return_payload=True),
                                   prog.run(x, return_payload=True))
     assert back.report["activations"] == prog.report["activations"]
+
+
+@pytest.mark.parametrize("precision", ["float", "fixed"])
+def test_the_interpreter_and_its_prepared_weights_are_kept_between_runs(precision, monkeypatch):
+    """Program.run keeps its NumPy interpreter (weights prepared once): later runs, copies,
+    pickles and concurrent runs give the same bits; a program whose prepared weights exceed
+    KEEP_PREPARED does not keep them."""
+    import copy
+    import pickle
+    import threading
+
+    from icl_compiler.runtime import program as program_mod
+
+    _, x, _, prog = _compile("tok_relu_fillneg_2l2h_ln_pos", precision=precision, weight_bits=8) \
+        if precision == "fixed" else _compile("tok_relu_fillneg_2l2h_ln_pos")
+    y0 = prog.run(x, return_payload=True)
+    kept = prog._interp
+    assert kept is not None and kept.prepared_bytes() > 0
+    assert np.array_equal(prog.run(x, return_payload=True), y0) and prog._interp is kept
+    for other in (copy.deepcopy(prog), pickle.loads(pickle.dumps(prog))):
+        assert other._interp is None and np.array_equal(other.run(x, return_payload=True), y0)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(prog.run(x, return_payload=True)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(np.array_equal(g, y0) for g in got)
+    monkeypatch.setattr(program_mod, "KEEP_PREPARED", 0)
+    assert np.array_equal(prog.run(x, return_payload=True), y0) and prog._interp is None
