@@ -6,7 +6,8 @@ onnxruntime runs whole sequences at once (its natural use, recomputing nothing);
 runs the neuromorphic graph: sequence-parallel (the default of ``Program.run``), and, for
 reference, token by token (``mode="token"``, the definition it is bit-exact with — checked here
 on the benchmark batch).  Each round times every engine once, in turn, with a pause between them
-so that onnxruntime's spinning worker threads do not run into the next measurement; the figure
+(PAUSE) so that onnxruntime's and OpenBLAS's spinning worker threads do not run into the next
+measurement; the figure
 is the best round of each.  Ratios = emulator tokens/s / onnxruntime tokens/s.
 
     python -m bench.emulator [--model PATH] [--batch 64] [--repeat 15]
