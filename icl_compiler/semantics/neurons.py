@@ -25,7 +25,7 @@ from ..ir.neuro import (Encoding, HeadSpec, LearningRule, Lowering, NeuronModel,
 from ..ir.ops import ACTIVATIONS, F_FUNCS, ROW_NORMS, row_denominator
 from . import fixed as fx
 from .fixed import PAYLOAD_MAX, PAYLOAD_MIN
-from .products import rows_matmul, token_rows_matmul
+from .products import rows_matmul, token_matmul
 
 # The plastic synapses' learning rules (docs/semantics.md §5): one definition of each rule,
 # copied into every K/V synapse group by the lowering.
@@ -314,14 +314,8 @@ def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,
 
 def k_scores(K: np.ndarray, q: np.ndarray, t0: int) -> np.ndarray:
     """Float scores K·q of the tokens t0 … t0+n−1 (q [B, n, d]) on every slot: [B, n, T_max],
-    each token's row computed alike for one token or many (``products.token_rows_matmul``)."""
-    return token_rows_matmul(q, _transposed(K), t0)
-
-
-def _transposed(W: np.ndarray) -> np.ndarray:
-    """A plastic weight array [B, r, c] as the heads' float products take it: [B, c, r], C order
-    (one layout for every call, part of what the BLAS computes; and 2× faster than a view)."""
-    return np.ascontiguousarray(np.asarray(W, np.float64).transpose(0, 2, 1))
+    each token's row computed alike for one token or many (``products.token_matmul``)."""
+    return token_matmul(K, q, t0)
 
 
 def slots(h: HeadSpec, sq: QuantParams | None, scores: np.ndarray, fixed: bool):
@@ -344,9 +338,8 @@ def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed
     # the columns after each token were still zero when it read them
     visible = None if t0 is None else fx.causal_mask(t0, a.shape[1], a.shape[2])
     if not fixed:  # V·a, each token's row computed alike for one token or many
-        VT = _transposed(V)
-        acc = token_rows_matmul(a[:, None], VT, t)[:, 0] if t0 is None else \
-            token_rows_matmul(a, VT, t0, visible)
+        acc = token_matmul(V, a[:, None], t)[:, 0] if t0 is None else \
+            token_matmul(V, a, t0, visible)
         res = (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
     else:  # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then
         # the value neuron combines the high and low rows of 16-bit V

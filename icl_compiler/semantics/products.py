@@ -20,12 +20,15 @@ one BLAS call of shape [⌈B/8⌉·8, K] × [K, N], sequence i at row i, zero ro
 stacked ``np.matmul`` of the T tokens' blocks, which numpy runs as T calls of that shape) — so
 evaluating a token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives
 bit-identical rows.  The heads' float reductions (K·q over d, V·a over the slots) use the same
-idea along the other axis (:func:`token_rows_matmul`): token t's row is row t mod 8 of a BLAS
-call of fixed shape [8, k] × [k, m] per sequence (the rows of tokens not being computed are
-zero), so a token's scores and read come out the same whether it is evaluated alone, in a chunk
-or with the whole sequence — 5× faster than the einsums they replace, whose per-dot-product
-loop was the cost.  ``tests/semantics/test_products.py`` checks both properties on the
-installed BLAS for several shapes, batch sizes and chunkings.
+idea along the other axis (:func:`token_matmul`): each sequence's K·q and V·a is W·Aᵀ with
+the plastic weights W as they are stored and token t as column t mod 8 of a BLAS call of fixed
+shape [r, k] × [k, 8] (the columns of tokens not being computed are zero), so a token's scores
+and read come out the same whether it is evaluated alone, in a chunk or with the whole
+sequence — several times faster than the einsums they replace, whose per-dot-product loop was
+the cost, and a streaming step copies no weights.  Every result is C-contiguous: numpy's own
+reductions round a strided axis differently from a contiguous one, so a layout that depended on
+the chunk would leak into, e.g., the row-sum divide's Σa.  ``tests/semantics/test_products.py``
+checks these properties on the installed BLAS for several shapes, batch sizes and chunkings.
 
 Allocator.  The interpreter's arrays are a few hundred KiB to a few MiB.  glibc serves such blocks
 by ``mmap`` until a large block has been freed once (its *dynamic* threshold) and returns freed
@@ -45,7 +48,7 @@ import numpy as np
 
 F64_EXACT = 2**53  # integers of magnitude below this are exact in float64
 ROW_BLOCK = 8  # a token's rows of a float product are padded to a multiple of this
-TOKEN_BLOCK = 8  # tokens per BLAS call of the heads' float products (token_rows_matmul)
+TOKEN_BLOCK = 8  # tokens per BLAS call of the heads' float products (token_matmul)
 
 
 def absmax(x: np.ndarray) -> int | float:
@@ -83,38 +86,34 @@ def rows_matmul(a: np.ndarray, b: np.ndarray, batch: int | None = None) -> np.nd
     return out[:, :batch].transpose(1, 0, 2).reshape(M, -1)
 
 
-def token_rows_matmul(a: np.ndarray, b: np.ndarray, t0: int,
-                      visible: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` per sequence for the rows of tokens t0 … t0+n−1 (``a`` [B, n, k] float64, ``b``
-    [B, k, m], e.g. a transposed view of K: its layout must be the same on every call, as it is
-    part of what the BLAS computes): token t's row is row t mod TOKEN_BLOCK of a call of shape
-    [TOKEN_BLOCK, k] × [k, m] whose other rows are zero or other tokens', so its result does not
-    depend on which tokens are computed with it (see the module docstring).  ``visible`` [n, k]
-    (bool): the entries of ``a`` to use, the others taken as zero.  Returns [B, n, m]."""
+def token_matmul(W: np.ndarray, a: np.ndarray, t0: int,
+                 visible: np.ndarray | None = None) -> np.ndarray:
+    """``a @ Wᵀ`` per sequence for the tokens t0 … t0+n−1: ``W`` [B, r, k] (a plastic weight
+    array in its own C order: K [B, T_max, d] or V [B, d_v, T_max]), ``a`` [B, n, k] (queries or
+    slot outputs) → [B, n, r].  Each sequence's product is computed as W · Aᵀ in calls of shape
+    [r, k] × [k, TOKEN_BLOCK] where token t is column t mod TOKEN_BLOCK of its block (the other
+    columns zero or other tokens'), so a token's result does not depend on which tokens are
+    computed with it (see the module docstring); the big operand W is never copied, so one token
+    (a streaming step) costs little.  ``visible`` [n, k] (bool): the entries of ``a`` to use,
+    the others taken as zero."""
     B, n, k = a.shape
     R = TOKEN_BLOCK
     lo = t0 - t0 % R
     nb = -(-(t0 + n - lo) // R)
-    out = np.empty((B, nb * R, b.shape[-1]), np.float64)
-    # whole blocks of a's own rows need no copy (a contiguous float64 a: its token blocks are
-    # views); the others are copied into zero-padded blocks
-    f0, f1 = -(-t0 // R) * R, (t0 + n) // R * R
-    direct = visible is None and f1 > f0 and a.dtype == np.float64 and a.strides[-1] == 8 \
-        and a.strides[1] == 8 * k
-    if direct:
-        np.matmul(a[:, f0 - t0:f1 - t0].reshape(B, -1, R, k), b[:, None],
-                  out=out[:, f0 - lo:f1 - lo].reshape(B, -1, R, out.shape[-1]))
-    for c0, c1 in ([(lo, f0), (f1, lo + nb * R)] if direct else [(lo, lo + nb * R)]):
-        if c1 <= c0:
-            continue
-        rows = np.zeros((B, c1 - c0, k), np.float64)
-        r0, r1 = max(t0, c0), min(t0 + n, c1)  # the tokens of this span
-        rows[:, r0 - c0:r1 - c0] = a[:, r0 - t0:r1 - t0]
+    if n == nb * R and lo == t0 and visible is None and a.dtype == np.float64:
+        blocks = a  # whole blocks of a's own rows
+    else:
+        blocks = np.zeros((B, nb * R, k), np.float64)
+        blocks[:, t0 - lo:t0 - lo + n] = a
         if visible is not None:
-            np.copyto(rows[:, r0 - c0:r1 - c0], 0.0, where=~visible[r0 - t0:r1 - t0])
-        np.matmul(rows.reshape(B, -1, R, k), b[:, None],  # B·(c1−c0)/R calls of [R, k] x [k, m]
-                  out=out[:, c0 - lo:c1 - lo].reshape(B, -1, R, out.shape[-1]))
-    return out[:, t0 - lo:t0 - lo + n]
+            np.copyto(blocks[:, t0 - lo:t0 - lo + n], 0.0, where=~visible)
+    Wc = np.ascontiguousarray(W, np.float64)
+    # B·nb calls of [r, k] x [k, R] (the block transposed: a view, always the same layout)
+    out = np.matmul(Wc[:, None], blocks.reshape(B, nb, R, k).transpose(0, 1, 3, 2))
+    # C order: what follows must not see the layout (numpy's sum, for one, rounds a strided
+    # axis differently from a contiguous one)
+    return np.ascontiguousarray(out.transpose(0, 1, 3, 2).reshape(B, nb * R, -1)
+                                [:, t0 - lo:t0 - lo + n])
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from icl_compiler.semantics.products import (F64_EXACT, absmax, int_matmul,
-                                             rows_matmul, token_rows_matmul, uses_blas)
+                                             rows_matmul, token_matmul, uses_blas)
 
 
 def _colsum(b):
@@ -65,29 +65,28 @@ def test_float_rows_do_not_depend_on_the_number_of_tokens(K, N):
 
 @pytest.mark.parametrize("k,m", [(32, 26), (64, 64), (26, 32), (7, 3), (128, 1024), (1, 5)])
 def test_token_rows_do_not_depend_on_the_chunking(k, m):
-    """The heads' float products (products.token_rows_matmul): a token's row comes out the same
+    """The heads' float products (products.token_matmul): a token's row comes out the same
     computed alone, in any chunk of tokens, or with the whole sequence.  If this fails, the
     installed BLAS breaks the property and float mode is exact only to rounding."""
     rng = np.random.default_rng(2)
     for B in (1, 3, 64):
         T = 21
         a = rng.normal(size=(B, T, k))
-        K = rng.normal(size=(B, m, k))  # b as the heads pass it: a transposed view
-        whole = token_rows_matmul(a, K.transpose(0, 2, 1), 0)
-        np.testing.assert_allclose(whole, a @ K.transpose(0, 2, 1), rtol=1e-12, atol=1e-12)
+        W = rng.normal(size=(B, m, k))  # a plastic weight array as it is stored
+        whole = token_matmul(W, a, 0)
+        assert whole.flags.c_contiguous  # (a strided result would sum differently downstream)
+        np.testing.assert_allclose(whole, a @ W.transpose(0, 2, 1), rtol=1e-12, atol=1e-12)
         for t in range(T):
-            np.testing.assert_array_equal(token_rows_matmul(a[:, t:t + 1], K.transpose(0, 2, 1),
-                                                            t)[:, 0], whole[:, t])
+            np.testing.assert_array_equal(token_matmul(W, a[:, t:t + 1], t)[:, 0], whole[:, t])
         for n in (2, 5, 8, 13, 16):
             for t0 in range(0, T - n + 1, 3):
-                np.testing.assert_array_equal(
-                    token_rows_matmul(a[:, t0:t0 + n], K.transpose(0, 2, 1), t0),
-                    whole[:, t0:t0 + n], err_msg=f"B={B} t0={t0} n={n}")
+                np.testing.assert_array_equal(token_matmul(W, a[:, t0:t0 + n], t0),
+                                              whole[:, t0:t0 + n], err_msg=f"B={B} t0={t0} n={n}")
+        np.testing.assert_array_equal(token_matmul(W, a[:, :16], 0), whole[:, :16])  # no copy
         # ``visible``: the hidden entries count as zeros, bit for bit
         vis = rng.random((T, k)) < 0.6
-        np.testing.assert_array_equal(token_rows_matmul(a, K.transpose(0, 2, 1), 0, vis),
-                                      token_rows_matmul(np.where(vis, a, 0.0),
-                                                        K.transpose(0, 2, 1), 0))
+        np.testing.assert_array_equal(token_matmul(W, a, 0, vis),
+                                      token_matmul(W, np.where(vis, a, 0.0), 0))
 
 
 def test_rows_must_be_whole_tokens():

@@ -44,7 +44,9 @@ class Stream:
 
     def step(self, x_t: np.ndarray) -> np.ndarray:
         """One token per sequence (x_t [B] ids or [B, F] features) → raw outputs [B, n_out]."""
-        y = self.interp.advance(x_t[:, None], self.position, self.weights, self.stats)
+        # (its own weights: only its earlier steps wrote them, at positions < self.position)
+        y = self.interp.advance(x_t[:, None], self.position, self.weights, self.stats,
+                                unwritten=True)
         self.position += 1
         return y[:, 0]
 
