@@ -100,8 +100,9 @@ def token_matmul(W: np.ndarray, a: np.ndarray, t0: int,
     R = TOKEN_BLOCK
     lo = t0 - t0 % R
     nb = -(-(t0 + n - lo) // R)
-    if n == nb * R and lo == t0 and visible is None and a.dtype == np.float64:
-        blocks = a  # whole blocks of a's own rows
+    if n == nb * R and lo == t0 and visible is None and a.dtype == np.float64 \
+            and a.flags.c_contiguous:
+        blocks = a  # whole blocks of a's own rows, laid out as the zero-padded copy would be
     else:
         blocks = np.zeros((B, nb * R, k), np.float64)
         blocks[:, t0 - lo:t0 - lo + n] = a
