@@ -254,12 +254,16 @@ class Interpreter:
         self._rec(name + ":current", cur)
         out, sat = neurons.neuron(pop, cur, self.fixed)
         stats.saturate(f"payload:{name}", sat)
+        self._spikes(name, out, stats, nz)
+        return out
+
+    def _spikes(self, name: str, out: np.ndarray, stats: RunStats, nz: dict | None) -> None:
+        """Count a population's output spikes (into ``nz`` too, the chunk's cache) and record it."""
         n = count_nonzero(out)
         stats.spikes += n
         if nz is not None:
             nz[name] = n
         self._rec(name, out)
-        return out
 
     def product(self, pop, vals, B: int, stats: RunStats) -> np.ndarray:
         """A product neuron, token by token: the currents of its two ports (port 0 with the
@@ -279,11 +283,7 @@ class Interpreter:
         self._rec(pop.name + ":current_b", cur[1])
         out, sat = neurons.product(pop, cur[0], cur[1], self.fixed)
         stats.saturate(f"payload:{pop.name}", sat)
-        n = count_nonzero(out)
-        stats.spikes += n
-        if nz is not None:
-            nz[pop.name] = n
-        self._rec(pop.name, out)
+        self._spikes(pop.name, out, stats, nz)
         return out
 
     def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats, n_tok: int = 1,
@@ -361,11 +361,10 @@ class Interpreter:
                                          f"table ({pop.size} entries)")
                     vals[name] = _OneHot(idx, neurons.one_hot_payload(pop, fixed))
                 elif fixed and x.size:  # the payloads' extremes come from x's (two passes)
-                    ext = neurons.feature_extremes(x, pop.scale, clip=False)
+                    ext = neurons.feature_extremes(x, pop.scale)
                     vals[name] = neurons.encode_features(x, pop.scale, True, True,
                                                          ext).reshape(N, -1)
-                    lo, hi = (min(max(v, neurons.PAYLOAD_MIN), neurons.PAYLOAD_MAX) for v in ext)
-                    amax[name] = (int(max(-lo, hi)), vals[name])
+                    amax[name] = (neurons.clipped_absmax(ext), vals[name])
                 else:
                     vals[name] = neurons.input_payload(pop, x, pos, fixed, as_float=True)
                     vals[name] = vals[name].reshape(N, -1)

@@ -99,20 +99,23 @@ def encode_features(x: np.ndarray, scale: float, fixed: bool, as_float: bool = F
     p = np.divide(x, scale, dtype=np.float64)  # (x in float64, divided: one pass)
     np.rint(p, out=p)  # == np.round (ties to even)
     if p.size:
-        lo, hi = feature_extremes(x, scale, clip=False) if extremes is None else extremes
+        lo, hi = feature_extremes(x, scale) if extremes is None else extremes
         if min(lo, hi) < PAYLOAD_MIN or max(lo, hi) > PAYLOAD_MAX or not np.isfinite(lo + hi):
             np.clip(p, PAYLOAD_MIN, PAYLOAD_MAX, out=p)
     return p if as_float else p.astype(np.int64)
 
 
-def feature_extremes(x: np.ndarray, scale: float, clip: bool = True) -> tuple:
-    """The smallest and largest fixed-point feature payload of a non-empty ``x`` (before the
-    24-bit clip unless ``clip``): division and rounding are monotonic, so they are the payloads
-    of x's extremes (two passes over x instead of over the payloads)."""
-    lo, hi = (np.rint(np.float64(v) / scale) for v in (np.min(x), np.max(x)))
-    if clip:
-        lo, hi = (min(max(v, PAYLOAD_MIN), PAYLOAD_MAX) for v in (lo, hi))
-    return lo, hi
+def feature_extremes(x: np.ndarray, scale: float) -> tuple:
+    """The smallest and largest fixed-point feature payload of a non-empty ``x`` before the
+    24-bit clip: division and rounding are monotonic, so they are the payloads of x's extremes
+    (two passes over x instead of over the payloads)."""
+    return tuple(np.rint(np.float64(v) / scale) for v in (np.min(x), np.max(x)))
+
+
+def clipped_absmax(extremes: tuple) -> int:
+    """max |payload| after the 24-bit clip, from ``feature_extremes``."""
+    lo, hi = (min(max(v, PAYLOAD_MIN), PAYLOAD_MAX) for v in extremes)
+    return int(max(-lo, hi))
 
 
 def one_hot_index(pop: Population, x: np.ndarray, t) -> np.ndarray:
@@ -335,11 +338,10 @@ def value_read(h: HeadSpec, out: Population, V: np.ndarray, a: np.ndarray, fixed
     it; ``V`` holds all T writes).  Returns (output, saturated), and with ``with_acc`` the V·a
     accumulator as a third item."""
     rowsum = h.normalise in ROW_NORMS
-    # the columns after each token were still zero when it read them
-    visible = None if t0 is None else fx.causal_mask(t0, a.shape[1], a.shape[2])
-    if not fixed:  # V·a, each token's row computed alike for one token or many
+    if not fixed:  # V·a, each token's row computed alike for one token or many; causal: the
+        # columns after each token were still zero when it read them
         acc = token_matmul(V, a[:, None], t)[:, 0] if t0 is None else \
-            token_matmul(V, a, t0, visible)
+            token_matmul(V, a, t0, fx.causal_mask(t0, a.shape[1], a.shape[2]))
         res = (divide(acc, a, False, h.eps, norm=h.normalise)[0] if rowsum else acc), 0
     else:  # the V LearningDense applies e_v (its weight_exp) to each row's int32 sum, then
         # the value neuron combines the high and low rows of 16-bit V
