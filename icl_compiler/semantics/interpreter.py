@@ -19,7 +19,10 @@ state and the counts of :class:`RunStats`.
   calibration record and the final K/V equal the token-by-token ones bit for bit.  Fixed-point
   products run in float64 BLAS when a bound proves them exact (``products.int_matmul``); the
   static synapse groups leaving one population are stacked into one prepared matrix (built once
-  per interpreter); wrap-arounds that the bounds exclude are skipped.  A chunk starts where the
+  per interpreter); wrap-arounds that the bounds exclude are skipped.  Float products keep the
+  per-token layout that makes a token's rows independent of the chunk (``products.rows_matmul``)
+  except where ``products.one_call_exact`` has found that one stacked call gives the same bits
+  on this BLAS.  A chunk starts where the
   plastic state holds nothing yet (slots ≥ its first position are zero); otherwise (a state
   given by the caller) that chunk runs token by token.
 
@@ -43,7 +46,7 @@ from ..ir.neuro import HeadSpec, Lowering, NeuroGraph, NeuronModel, Role
 from . import fixed as fx
 from . import neurons
 from .neurons import count_nonzero
-from .products import absmax, int_matmul, tune_allocator
+from .products import absmax, int_matmul, one_call_exact, tune_allocator
 
 MEMORY_BUDGET = 64 * 2**20  # bytes of per-token values one chunk may hold
 _INT32 = 2**31
@@ -107,6 +110,8 @@ class Interpreter:
         self.out_groups = self._out_groups()
         self.stacks: dict[str, _Stack] = {}
         self.float_wts: dict[str, np.ndarray] = {}
+        self.float_stacks: dict[str, np.ndarray] = {}  # float: pre -> its groups' weights stacked
+        self.float_cols: dict[str, tuple[int, int]] = {}  # ... and each group's columns
         self.width = self._width()
 
     def _rec(self, key: str, arr) -> None:
@@ -151,7 +156,7 @@ class Interpreter:
 
     def prepared_bytes(self) -> int:
         """Bytes of the weights prepared so far (float: transposed; fixed: stacked, doubled)."""
-        arrays = list(self.float_wts.values()) + [a for st in self.stacks.values()
+        arrays = list(self.float_wts.values()) + list(self.float_stacks.values()) + [a for st in self.stacks.values()
                                                   for a in (st.WT, st.WT_int) if a is not None]
         return sum(a.nbytes for a in {id(a): a for a in arrays}.values())
 
@@ -186,8 +191,8 @@ class Interpreter:
     def _width(self) -> int:
         """Values one token of one sequence holds during a chunk (the memory bound's W)."""
         w = sum(p.size for p in self.ng.populations() if not p.one_hot)
-        if self.fixed:  # the stacked products
-            w += sum(s.weights.shape[0] for gs in self.out_groups.values() for s in gs)
+        # the stacked products (fixed; float where one call is exact, _float_stack)
+        w += sum(s.weights.shape[0] for gs in self.out_groups.values() for s in gs)
         for h in self.ng.heads:
             w += 4 * h.t_max
             if h.lowering == Lowering.FAST_WEIGHT:
@@ -345,7 +350,7 @@ class Interpreter:
             return np.stack([self._step_counted(x[:, i], t0 + i, state, stats)
                              for i in range(T)], axis=1)
         ng, fixed, N = self.ng, self.fixed, B * T
-        self._batch = B  # float products are computed token by token (products.rows_matmul)
+        self._batch = B  # float products: the rows of one token (products.rows_matmul)
         vals: dict = {}
         nz: dict[str, int] = {}
         amax: dict[str, int] = {}
@@ -387,16 +392,22 @@ class Interpreter:
     def _current(self, pop, N: int, groups, vals, nz, prods, amax, stats) -> np.ndarray:
         """Σ of the groups' contributions over the chunk's N rows (the first term is the sum
         itself: 0 + x == x).  A term may be a view of its pre population's stacked product
-        (its own columns, read once per chunk), so adding into it changes nothing else."""
+        (its own columns, read once per chunk), so adding into it changes nothing else.  The sum
+        is C-ordered, as the token-by-token one is (numpy's reductions, e.g. a norm neuron's,
+        round a strided array differently)."""
         cur = None
         for s in groups:
             stats.synaptic_ops += self._nz(s.pre, vals, nz) * s.weights.shape[0]
             term = self._dense(s, vals, prods, amax)
             if cur is None:
                 cur = term if term.dtype == self.dtype else term.astype(self.dtype)
-            else:
+            elif cur.flags.c_contiguous:
                 cur += term
-        return np.zeros((N, pop.size), self.dtype) if cur is None else cur
+            else:  # (a view of a stacked product: the sum is a new, C-ordered array)
+                cur = cur + term
+        if cur is None:
+            return np.zeros((N, pop.size), self.dtype)
+        return cur if cur.flags.c_contiguous else np.ascontiguousarray(cur)
 
     def _step_counted(self, x_t, t, state, stats) -> np.ndarray:
         y = self.step(x_t, t, state, stats)
@@ -424,7 +435,12 @@ class Interpreter:
             if diag is not None and np.isfinite(np.add.reduce(pre, axis=None)):  # (0·inf = NaN;
                 # a finite sum means finite entries: an overflow to inf only takes the BLAS)
                 return pre * diag
-            return neurons.dense(s, pre, False, self._batch, self._wt(s))
+            if s.pre not in prods:  # one call for the chunk and every group, where it is exact
+                prods[s.pre] = self._float_stack(s.pre, pre)
+            if prods[s.pre] is None:  # the reference layout: token by token, group by group
+                return neurons.dense(s, pre, False, self._batch, self._wt(s))
+            c0, c1 = self.float_cols[s.name]
+            return prods[s.pre][:, c0:c1]
         if s.pre not in amax:  # (max |payload|, the payloads as Lava's int32 channels carry them)
             if isinstance(pre, _OneHot):
                 amax[s.pre] = (abs(int(pre.payload)), pre)
@@ -449,6 +465,27 @@ class Interpreter:
                 prods[s.pre] = int_matmul(pre, st.WT, st.colsum, m, b_int=st.WT_int)
         c0, c1, rowsum, ex = st.groups[s.name]
         return self._shifted(prods[s.pre][:, c0:c1], m * rowsum, ex)
+
+    def _float_stack(self, pre_name: str, pre: np.ndarray) -> np.ndarray | None:
+        """The products of all float groups leaving ``pre_name`` over the chunk's rows as one BLAS
+        call (their prepared weights side by side, :attr:`float_cols` their columns), when
+        ``products.one_call_exact`` finds that this shape gives the bits of the reference layout
+        (``rows_matmul``, token by token, group by group); otherwise None."""
+        groups = self.out_groups[pre_name]
+        widths = tuple(g.weights.shape[0] for g in groups)
+        B = self._batch
+        if not B or not one_call_exact(B, pre.shape[0] // B, pre.shape[1], widths):
+            return None
+        W = self.float_stacks.get(pre_name)
+        if W is None:
+            wts = [self._wt(g) for g in groups]
+            W = wts[0] if len(wts) == 1 else np.ascontiguousarray(np.concatenate(wts, axis=1))
+            self.float_stacks[pre_name] = W
+            c = 0
+            for g, w in zip(groups, widths):
+                self.float_cols[g.name] = (c, c + w)
+                c += w
+        return np.matmul(np.ascontiguousarray(pre), W)
 
     @staticmethod
     def _shifted(acc: np.ndarray, bound: int, ex: int) -> np.ndarray:

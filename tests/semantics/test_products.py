@@ -3,7 +3,8 @@ products that the two evaluation orders of the interpreter rely on."""
 import numpy as np
 import pytest
 
-from icl_compiler.semantics.products import (F64_EXACT, absmax, int_matmul,
+from icl_compiler.semantics import products
+from icl_compiler.semantics.products import (F64_EXACT, absmax, int_matmul, one_call_exact,
                                              rows_matmul, token_matmul, uses_blas)
 
 
@@ -94,3 +95,34 @@ def test_rows_must_be_whole_tokens():
         rows_matmul(np.zeros((7, 3)), np.zeros((3, 2)), batch=2)
 
 
+
+
+def _one_ulp_off(row):
+    """A BLAS that rounds one row of a product differently (by one ulp)."""
+    def matmul(a, b):
+        out = np.matmul(a, b)
+        out[row] = np.nextafter(out[row], np.inf)
+        return out
+    return matmul
+
+
+@pytest.mark.parametrize("B,T,K,widths", [(64, 21, 804, (64,)), (2, 8, 64, (32,) * 6),
+                                          (5, 3, 7, (4, 1)), (1, 1, 3, (2,))])
+def test_one_call_is_used_only_where_it_gives_the_reference_bits(B, T, K, widths):
+    """``one_call_exact`` (the float static products' one BLAS call per chunk): when it says yes,
+    the call reproduces rows_matmul's per-token, per-group bits on fresh data; a BLAS that rounds
+    any row otherwise is caught (and not remembered)."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(B * T, K)) * rng.uniform(0.1, 10, size=(B * T, 1))
+    b = rng.normal(size=(K, sum(widths)))
+    if one_call_exact(B, T, K, widths):
+        one, c = a @ b, 0
+        for w in widths:
+            np.testing.assert_array_equal(one[:, c:c + w],
+                                          rows_matmul(a, np.ascontiguousarray(b[:, c:c + w]), B))
+            c += w
+    key = (B, T, K, widths)
+    assert key in products._ONE_CALL
+    for row in (0, B * T - 1):
+        assert not one_call_exact(B, T, K, widths, matmul=_one_ulp_off(row))
+    assert products._ONE_CALL[key] == one_call_exact(B, T, K, widths)  # the real BLAS' answer

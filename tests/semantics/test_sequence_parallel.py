@@ -144,6 +144,27 @@ def test_hand_built_graphs(f, norm, lowering):
         assert_same(ng, rng.uniform(-1, 1, (B, 9, 6)))
 
 
+@pytest.mark.parametrize("name", ["feat_relu2_additive_2l4h_lndec", "tok_identity_fill0_2l2h_ln"])
+def test_float_products_in_the_reference_layout(name, monkeypatch):
+    """Float: where one BLAS call per chunk would round otherwise than token by token
+    (``products.one_call_exact`` says no), the static products keep the reference layout, still
+    bit for bit; where it says yes, one stacked matrix per pre population is prepared."""
+    import icl_compiler.semantics.interpreter as interp
+
+    prog, x, _ = _compile(name, "float", None)
+    answers = []
+    real = interp.one_call_exact
+    monkeypatch.setattr(interp, "one_call_exact", lambda *a: answers.append(real(*a)) or answers[-1])
+    it = Interpreter(prog.ng)
+    it.run(x)
+    assert answers and bool(it.float_stacks) == any(answers)
+    monkeypatch.setattr(interp, "one_call_exact", lambda *a: False)
+    assert_same(prog.ng, x)
+    it = Interpreter(prog.ng)
+    it.run(x)
+    assert not it.float_stacks
+
+
 def test_chunk_size_follows_the_memory_budget():
     prog, _, _ = _compile("feat_relu2_additive_2l4h_lndec", "fixed", 8)
     it = Interpreter(prog.ng)
