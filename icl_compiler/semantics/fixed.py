@@ -177,12 +177,15 @@ def k_traces(k, residual: bool = False) -> np.ndarray:
     """The pre traces x1 that the write payloads ``k_payload(k)`` leave (== ``x1_from_payload``):
     each half of the sign split carries 2·m with m = max(±hi, 0), and when m ≤ 127 (always for
     16-bit K, whose hi is saturated to [-127, 127]; for 8-bit K iff |k| ≤ 127) the trace is m
-    itself: 2·m is even and below 2^8, so rounding, the mod-256 wrap and the clip change nothing."""
+    itself: 2·m is even and below 2^8, so rounding, the mod-256 wrap and the clip change nothing.
+    Larger m (8-bit K out of range) leave ``min(m mod 2^8, 127)``: the int32 wrap of 2·m subtracts
+    a multiple of 2^32, so the payload stays even and its exact half is m minus a multiple of 2^31,
+    which the mod-256 wrap removes; the clip at 0 does nothing to a value mod 2^8."""
     hi, lo = kv_split(k, residual, K_RANGE[0], K_RANGE[1])
+    parts = [np.maximum(hi, 0), np.maximum(-hi, 0)]
     if hi.size and absmax_int(hi) > TRACE_MAX:
-        return x1_from_payload(k_payload(k, residual))
-    parts = [np.maximum(hi, 0), np.maximum(-hi, 0)] + ([lo] if residual else [])
-    return np.concatenate(parts, axis=-1)
+        parts = [np.minimum(m & 0xFF, TRACE_MAX) for m in parts]
+    return np.concatenate(parts + ([lo] if residual else []), axis=-1)
 
 
 def absmax_int(x) -> int:
@@ -276,14 +279,16 @@ def _out_of_range(x, lo: int, hi: int, residual: bool) -> int:
     return int(np.count_nonzero((x < lo) | (x > hi)))
 
 
-def k_write(K, k, t: int, residual: bool = False, copy: bool = True) -> tuple[np.ndarray, int]:
+def k_write(K, k, t: int, residual: bool = False, copy: bool = True,
+            fresh: bool = False) -> tuple[np.ndarray, int]:
     """Write keys k [B, d] into row t of K [B, T_max, 2d|3d] (two-factor rule, sign split); or
     k [B, T, d] (T tokens of each sequence) into rows t … t+T−1 — row by row the same arithmetic.
 
     Returns (new K, number of saturated/lost entries): k entries outside [-127, 127] (16-bit:
     [-127·2^7, 127·2^7 + 127]), inexact accumulator events (only possible if the row was not
     zero), and every entry of a token whose slot is ≥ T_max.  ``copy=False``: an int64 K is
-    written in place.
+    written in place.  ``fresh``: the caller knows that the rows written hold nothing yet (so
+    they are not looked at).
     """
     k = np.asarray(k, np.int64)
     k3 = k[:, None] if k.ndim == 2 else k
@@ -292,7 +297,7 @@ def k_write(K, k, t: int, residual: bool = False, copy: bool = True) -> tuple[np
     inexact = 0
     if n:
         rows = Kn[:, t:t + n, :]
-        if not rows.any():  # first writes (the protocol): each row becomes its traces (_k_rule)
+        if fresh or not rows.any():  # first writes (the protocol): each row becomes its traces (_k_rule)
             Kn[:, t:t + n, :] = k_traces(k3[:, :n], residual)
         else:
             Kn[:, t:t + n, :], inexact = _k_rule(rows, k_payload(k3[:, :n], residual))

@@ -294,7 +294,8 @@ class Interpreter:
     def head(self, h: HeadSpec, vals, t: int, state, stats: RunStats, n_tok: int = 1,
              t0: int | None = None, nz: dict | None = None) -> np.ndarray:
         """One plastic head: for token t (``vals`` hold [B, n]), or for the ``n_tok`` tokens from
-        ``t0`` (``vals`` hold [B·n_tok, n], causal reads; ``nz``: the chunk's non-zero counts)."""
+        ``t0`` (``vals`` hold [B·n_tok, n], causal reads; ``nz``: the chunk's non-zero counts;
+        the slots ≥ t0 hold nothing yet, which ``advance`` has made sure of)."""
         ng, fixed = self.ng, self.fixed
         seq = t0 is not None
         B = vals[h.k].shape[0] // n_tok
@@ -312,7 +313,7 @@ class Interpreter:
             stats.synaptic_ops += W[0].size * n_tok
             return out.reshape(B * n_tok, -1) if seq else out
         stats.learning_updates += k.shape[-1] * (2 if fixed else 1) * n_tok
-        K, sat = neurons.k_write(h, state[h.k_syn], k, t, fixed, copy=not seq)
+        K, sat = neurons.k_write(h, state[h.k_syn], k, t, fixed, copy=not seq, fresh=seq)
         state[h.k_syn] = K
         stats.saturate(f"k:{h.k}", sat)
         stats.learning_updates += v.shape[-1] * n_tok

@@ -275,16 +275,18 @@ def _float_slots(h: HeadSpec, t: int, n: int) -> None:
                          f"T_max = {h.t_max}")
 
 
-def k_write(h: HeadSpec, K: np.ndarray, k: np.ndarray, t: int, fixed: bool, copy: bool = True):
+def k_write(h: HeadSpec, K: np.ndarray, k: np.ndarray, t: int, fixed: bool, copy: bool = True,
+            fresh: bool = False):
     """Write k_t into row t of K (k [B, d]), or k [B, T, d] into rows t … t+T−1: (new K,
-    saturated entries).  ``copy=False``: K (of the right dtype) is written in place."""
+    saturated entries).  ``copy=False``: K (of the right dtype) is written in place; ``fresh``:
+    the caller knows those rows hold nothing yet."""
     if not fixed:
         k3 = k[:, None] if k.ndim == 2 else k
         _float_slots(h, t, k3.shape[1])
         K = K.copy() if copy else K
         K[:, t:t + k3.shape[1], :] = k3  # dw = y0*x0*x1 - y0*w with y0 = x0 = 1 on the bAP row
         return K, 0
-    return fx.k_write(K, k, t, residual(h), copy=copy)
+    return fx.k_write(K, k, t, residual(h), copy=copy, fresh=fresh)
 
 
 def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool, copy: bool = True):

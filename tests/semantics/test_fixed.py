@@ -83,6 +83,20 @@ def test_x1_from_payload():
     assert fixed.x1_from_payload(p).tolist() == [0, 0, 2, 2, 4, 127, 127, 127, 0, 44, 0, 127, 127, 1]
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_k_traces_equal_the_traces_of_the_write_payloads(residual):
+    """k_traces (the first write's shortcut) == x1_from_payload(k_payload(k)) for keys in and far
+    out of range, the int32 wrap of 2·m included (±2^30, ±2^31, ±2^32 + 3, ±2^40 + 129)."""
+    rng = np.random.default_rng(3)
+    edges = [0, 1, 126, 127, 128, 255, 256, 300, 2**23, 2**30, 2**30 + 5, 2**31 - 1, 2**31,
+             2**31 + 1, 2**32 + 3, 2**40 + 129]
+    k = np.array(edges + [-e for e in edges], np.int64)
+    for ks in (k[:, None], rng.integers(-2**33, 2**33, size=(64, 21, 5)),
+               rng.integers(-300, 300, size=(4, 7, 3)), rng.integers(-127, 128, size=(4, 7, 3))):
+        np.testing.assert_array_equal(fixed.k_traces(ks, residual),
+                                      fixed.x1_from_payload(fixed.k_payload(ks, residual)))
+
+
 # -- K write / read ----------------------------------------------------------------------------------
 
 def test_k_payloads():
