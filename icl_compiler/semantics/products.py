@@ -30,7 +30,9 @@ the plastic weights W as they are stored and token t as column t mod 8 of a BLAS
 shape [r, k] × [k, 8] (the columns of tokens not being computed are zero), so a token's scores
 and read come out the same whether it is evaluated alone, in a chunk or with the whole
 sequence — several times faster than the einsums they replace, whose per-dot-product loop was
-the cost, and a streaming step copies no weights.  Every result is C-contiguous: numpy's own
+the cost, and a streaming step copies no weights.  For a chunk of several tokens one call per
+sequence ([r, k] × [k, n]) is faster again; :func:`whole_call_exact` checks it the same way as
+:func:`one_call_exact`, and the blocks stay where it does not agree.  Every result is C-contiguous: numpy's own
 reductions round a strided axis differently from a contiguous one, so a layout that depended on
 the chunk would leak into, e.g., the row-sum divide's Σa.  ``tests/semantics/test_products.py``
 checks these properties on the installed BLAS for several shapes, batch sizes and chunkings.
@@ -124,12 +126,30 @@ def token_matmul(W: np.ndarray, a: np.ndarray, t0: int,
                  visible: np.ndarray | None = None) -> np.ndarray:
     """``a @ Wᵀ`` per sequence for the tokens t0 … t0+n−1: ``W`` [B, r, k] (a plastic weight
     array in its own C order: K [B, T_max, d] or V [B, d_v, T_max]), ``a`` [B, n, k] (queries or
-    slot outputs) → [B, n, r].  Each sequence's product is computed as W · Aᵀ in calls of shape
-    [r, k] × [k, TOKEN_BLOCK] where token t is column t mod TOKEN_BLOCK of its block (the other
-    columns zero or other tokens'), so a token's result does not depend on which tokens are
-    computed with it (see the module docstring); the big operand W is never copied, so one token
-    (a streaming step) costs little.  ``visible`` [n, k] (bool): the entries of ``a`` to use,
-    the others taken as zero."""
+    slot outputs) → [B, n, r].  The reference layout: each sequence's product is computed as
+    W · Aᵀ in calls of shape [r, k] × [k, TOKEN_BLOCK] where token t is column t mod
+    TOKEN_BLOCK of its block (the other columns zero or other tokens'), so a token's result does
+    not depend on which tokens are computed with it (see the module docstring); the big operand W
+    is never copied, so one token (a streaming step) costs little.  Where
+    :func:`whole_call_exact` has found that one call per sequence ([r, k] × [k, n]) gives the
+    same bits for this shape, that call is made instead (several times faster for a chunk).
+    ``visible`` [n, k] (bool): the entries of ``a`` to use, the others taken as zero."""
+    B, n, k = a.shape
+    if n > 1 and whole_call_exact(B, W.shape[1], k, n, t0):
+        return _whole_call(W, a, visible)
+    return _token_blocks(W, a, t0, visible)
+
+
+def _whole_call(W: np.ndarray, a: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
+    A = np.ascontiguousarray(a, np.float64) if visible is None else \
+        np.where(visible, a, 0.0)  # (C order, +0.0 where hidden: as the blocks' copy)
+    out = np.matmul(np.ascontiguousarray(W, np.float64), A.transpose(0, 2, 1))  # [B, r, n]
+    return np.ascontiguousarray(out.transpose(0, 2, 1))
+
+
+def _token_blocks(W: np.ndarray, a: np.ndarray, t0: int,
+                  visible: np.ndarray | None) -> np.ndarray:
+    """The reference layout of :func:`token_matmul`."""
     B, n, k = a.shape
     R = TOKEN_BLOCK
     lo = t0 - t0 % R
@@ -149,6 +169,30 @@ def token_matmul(W: np.ndarray, a: np.ndarray, t0: int,
     # axis differently from a contiguous one)
     return np.ascontiguousarray(out.transpose(0, 1, 3, 2).reshape(B, nb * R, -1)
                                 [:, t0 - lo:t0 - lo + n])
+
+
+_WHOLE_CALL: dict = {}  # (B, r, k, n, t0 mod TOKEN_BLOCK) -> whether one call gives the bits
+
+
+def whole_call_exact(B: int, r: int, k: int, n: int, t0: int, matmul=None) -> bool:
+    """Whether, on the installed BLAS, :func:`token_matmul`'s one call per sequence for n tokens
+    from t0 gives every token's row bit for bit as the reference blocks do.  Tried once per shape
+    and process on random data (like :func:`one_call_exact`, whose reasons hold here too);
+    ``matmul`` exists so that tests can give a BLAS that disagrees."""
+    key = (int(B), int(r), int(k), int(n), int(t0) % TOKEN_BLOCK, TOKEN_BLOCK)
+    if matmul is None and key in _WHOLE_CALL:
+        return _WHOLE_CALL[key]
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((B, r, k))
+    a = rng.standard_normal((B, n, k))
+    if matmul is None:
+        one = _whole_call(W, a, None)
+    else:
+        one = np.ascontiguousarray(matmul(W, a.transpose(0, 2, 1)).transpose(0, 2, 1))
+    ok = bool(np.array_equal(one.view(np.int64), _token_blocks(W, a, t0, None).view(np.int64)))
+    if matmul is None:
+        _WHOLE_CALL[key] = ok
+    return ok
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,

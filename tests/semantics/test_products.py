@@ -5,7 +5,8 @@ import pytest
 
 from icl_compiler.semantics import products
 from icl_compiler.semantics.products import (F64_EXACT, absmax, int_matmul, one_call_exact,
-                                             rows_matmul, token_matmul, uses_blas)
+                                             rows_matmul, token_matmul, uses_blas,
+                                             whole_call_exact)
 
 
 def _colsum(b):
@@ -126,3 +127,26 @@ def test_one_call_is_used_only_where_it_gives_the_reference_bits(B, T, K, widths
     for row in (0, B * T - 1):
         assert not one_call_exact(B, T, K, widths, matmul=_one_ulp_off(row))
     assert products._ONE_CALL[key] == one_call_exact(B, T, K, widths)  # the real BLAS' answer
+
+
+@pytest.mark.parametrize("B,r,k,n,t0", [(64, 26, 32, 21, 0), (3, 32, 26, 5, 3), (1, 7, 3, 2, 9)])
+def test_whole_call_is_used_only_where_it_gives_the_reference_bits(B, r, k, n, t0):
+    """``whole_call_exact`` (the heads' one call per sequence for a chunk): when it says yes,
+    token_matmul's rows equal the reference blocks' on fresh data, masked or not; a BLAS that
+    rounds one token's row otherwise is caught (and not remembered)."""
+    rng = np.random.default_rng(5)
+    W, a = rng.normal(size=(B, r, k)), rng.normal(size=(B, n, k))
+    vis = rng.random((n, k)) < 0.5
+    if whole_call_exact(B, r, k, n, t0):
+        for v in (None, vis):
+            np.testing.assert_array_equal(token_matmul(W, a, t0, v),
+                                          products._token_blocks(W, a, t0, v))
+    key = (B, r, k, n, t0 % products.TOKEN_BLOCK, products.TOKEN_BLOCK)
+    assert key in products._WHOLE_CALL
+
+    def off(W, at):  # the last token's row one ulp off
+        out = np.matmul(W, at)
+        out[..., -1] = np.nextafter(out[..., -1], np.inf)
+        return out
+    assert not whole_call_exact(B, r, k, n, t0, matmul=off)
+    assert products._WHOLE_CALL[key] == whole_call_exact(B, r, k, n, t0)

@@ -147,9 +147,11 @@ def test_hand_built_graphs(f, norm, lowering):
 @pytest.mark.parametrize("name", ["feat_relu2_additive_2l4h_lndec", "tok_identity_fill0_2l2h_ln"])
 def test_float_products_in_the_reference_layout(name, monkeypatch):
     """Float: where one BLAS call per chunk would round otherwise than token by token
-    (``products.one_call_exact`` says no), the static products keep the reference layout, still
-    bit for bit; where it says yes, one stacked matrix per pre population is prepared."""
+    (``products.one_call_exact`` / ``whole_call_exact`` say no), the static products and the
+    heads' reads keep the reference layout, still bit for bit; where it says yes, one stacked
+    matrix per pre population is prepared."""
     import icl_compiler.semantics.interpreter as interp
+    from icl_compiler.semantics import products
 
     prog, x, _ = _compile(name, "float", None)
     answers = []
@@ -159,6 +161,7 @@ def test_float_products_in_the_reference_layout(name, monkeypatch):
     it.run(x)
     assert answers and bool(it.float_stacks) == any(answers)
     monkeypatch.setattr(interp, "one_call_exact", lambda *a: False)
+    monkeypatch.setattr(products, "whole_call_exact", lambda *a: False)
     assert_same(prog.ng, x)
     it = Interpreter(prog.ng)
     it.run(x)
