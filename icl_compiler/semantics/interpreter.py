@@ -436,9 +436,10 @@ class Interpreter:
             if diag is not None and np.isfinite(np.add.reduce(pre, axis=None)):  # (0·inf = NaN;
                 # a finite sum means finite entries: an overflow to inf only takes the BLAS)
                 return pre * diag
-            if s.pre not in prods:  # one call for the chunk and every group, where it is exact
-                prods[s.pre] = self._float_stack(s.pre, pre)
-            if prods[s.pre] is None:  # the reference layout: token by token, group by group
+            if s.pre not in prods and diag is None:  # one call for the chunk and every group
+                prods[s.pre] = self._float_stack(s.pre, pre)  # (None where it is not exact)
+            if diag is not None or prods[s.pre] is None:  # the reference layout: token by
+                # token, group by group (a diagonal group too, on values not all finite)
                 return neurons.dense(s, pre, False, self._batch, self._wt(s))
             c0, c1 = self.float_cols[s.name]
             return prods[s.pre][:, c0:c1]
@@ -479,8 +480,10 @@ class Interpreter:
             return None
         W = self.float_stacks.get(pre_name)
         if W is None:
-            wts = [self._wt(g) for g in groups]
-            W = wts[0] if len(wts) == 1 else np.ascontiguousarray(np.concatenate(wts, axis=1))
+            # (one group: its own prepared weights; several: stacked, without keeping the
+            # groups' own copies, which only the token-by-token order uses)
+            W = self._wt(groups[0]) if len(groups) == 1 else np.ascontiguousarray(
+                np.concatenate([neurons.float_wt(g) for g in groups], axis=1))
             self.float_stacks[pre_name] = W
             c = 0
             for g, w in zip(groups, widths):
