@@ -140,10 +140,13 @@ def token_matmul(W: np.ndarray, a: np.ndarray, t0: int,
     return _token_blocks(W, a, t0, visible)
 
 
-def _whole_call(W: np.ndarray, a: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
+def _whole_call(W: np.ndarray, a: np.ndarray, visible: np.ndarray | None,
+                matmul=np.matmul) -> np.ndarray:
+    """A · Wᵀ per sequence in one call, computed as W · Aᵀ as the blocks are (the other
+    orientation, A · Wᵀ, rounds otherwise on OpenBLAS's Haswell kernels), made C-ordered."""
     A = np.ascontiguousarray(a, np.float64) if visible is None else \
         np.where(visible, a, 0.0)  # (C order, +0.0 where hidden: as the blocks' copy)
-    out = np.matmul(np.ascontiguousarray(W, np.float64), A.transpose(0, 2, 1))  # [B, r, n]
+    out = matmul(np.ascontiguousarray(W, np.float64), A.transpose(0, 2, 1))  # [B, r, n]
     return np.ascontiguousarray(out.transpose(0, 2, 1))
 
 
@@ -185,10 +188,7 @@ def whole_call_exact(B: int, r: int, k: int, n: int, t0: int, matmul=None) -> bo
     rng = np.random.default_rng(0)
     W = rng.standard_normal((B, r, k))
     a = rng.standard_normal((B, n, k))
-    if matmul is None:
-        one = _whole_call(W, a, None)
-    else:
-        one = np.ascontiguousarray(matmul(W, a.transpose(0, 2, 1)).transpose(0, 2, 1))
+    one = _whole_call(W, a, None, np.matmul if matmul is None else matmul)
     ok = bool(np.array_equal(one.view(np.int64), _token_blocks(W, a, t0, None).view(np.int64)))
     if matmul is None:
         _WHOLE_CALL[key] = ok

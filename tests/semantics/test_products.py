@@ -144,7 +144,7 @@ def test_whole_call_is_used_only_where_it_gives_the_reference_bits(B, r, k, n, t
     key = (B, r, k, n, t0 % products.TOKEN_BLOCK, products.TOKEN_BLOCK)
     assert key in products._WHOLE_CALL
 
-    def off(W, at):  # the last token's row one ulp off
+    def off(W, at):  # the last token's column of W · Aᵀ one ulp off
         out = np.matmul(W, at)
         out[..., -1] = np.nextafter(out[..., -1], np.inf)
         return out
