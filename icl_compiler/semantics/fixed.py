@@ -297,7 +297,8 @@ def k_write(K, k, t: int, residual: bool = False, copy: bool = True,
     inexact = 0
     if n:
         rows = Kn[:, t:t + n, :]
-        if fresh or not rows.any():  # first writes (the protocol): each row becomes its traces (_k_rule)
+        if fresh or not rows.any():  # first writes (the protocol): each row becomes its traces
+            # (_k_rule)
             Kn[:, t:t + n, :] = k_traces(k3[:, :n], residual)
         else:
             Kn[:, t:t + n, :], inexact = _k_rule(rows, k_payload(k3[:, :n], residual))

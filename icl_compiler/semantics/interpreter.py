@@ -155,9 +155,10 @@ class Interpreter:
         return st
 
     def prepared_bytes(self) -> int:
-        """Bytes of the weights prepared so far (float: transposed; fixed: stacked, doubled)."""
-        arrays = list(self.float_wts.values()) + list(self.float_stacks.values()) + [a for st in self.stacks.values()
-                                                  for a in (st.WT, st.WT_int) if a is not None]
+        """Bytes of the weights prepared so far (float: transposed, and stacked per pre
+        population where one call is exact; fixed: stacked, doubled)."""
+        arrays = list(self.float_wts.values()) + list(self.float_stacks.values()) + [
+            a for st in self.stacks.values() for a in (st.WT, st.WT_int) if a is not None]
         return sum(a.nbytes for a in {id(a): a for a in arrays}.values())
 
     def _wt(self, s) -> np.ndarray | None:

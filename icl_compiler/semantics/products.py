@@ -21,21 +21,24 @@ stacked ``np.matmul`` of the T tokens' blocks, which numpy runs as T calls of th
 evaluating a token alone ([B, n]) or with the rest of its sequence ([B·T, n]) gives
 bit-identical rows.  That is the reference layout; where it is not needed, one call is faster
 (one BLAS call instead of T per group, 10–15 % of a float run of the few-shot model):
-:func:`one_call_exact` tries, once per shape and process, whether a single call of all the chunk's
-rows against the stacked weights of every group leaving a population gives the reference bits on
-this BLAS, and the interpreter uses it only where it does (with the Haswell kernels every shape we
-tried does; elsewhere the reference layout stays).  The heads' float reductions (K·q over d, V·a over the slots) use the same
-idea along the other axis (:func:`token_matmul`): each sequence's K·q and V·a is W·Aᵀ with
-the plastic weights W as they are stored and token t as column t mod 8 of a BLAS call of fixed
-shape [r, k] × [k, 8] (the columns of tokens not being computed are zero), so a token's scores
-and read come out the same whether it is evaluated alone, in a chunk or with the whole
-sequence — several times faster than the einsums they replace, whose per-dot-product loop was
-the cost, and a streaming step copies no weights.  For a chunk of several tokens one call per
-sequence ([r, k] × [k, n]) is faster again; :func:`whole_call_exact` checks it the same way as
-:func:`one_call_exact`, and the blocks stay where it does not agree.  Every result is C-contiguous: numpy's own
-reductions round a strided axis differently from a contiguous one, so a layout that depended on
-the chunk would leak into, e.g., the row-sum divide's Σa.  ``tests/semantics/test_products.py``
-checks these properties on the installed BLAS for several shapes, batch sizes and chunkings.
+:func:`one_call_exact` tries, once per shape and process, whether a single call of all the
+chunk's rows against the stacked weights of every group leaving a population gives the
+reference bits on this BLAS, and the interpreter uses it only where it does (with the Haswell
+kernels every shape we tried does; elsewhere the reference layout stays).  The heads' float
+reductions (K·q over d, V·a over the slots) use the same idea along the other axis
+(:func:`token_matmul`): each sequence's K·q and V·a is W·Aᵀ with the plastic weights W as
+they are stored and token t as column t mod 8 of a BLAS call of fixed shape [r, k] × [k, 8]
+(the columns of tokens not being computed are zero), so a token's scores and read come out the
+same whether it is evaluated alone, in a chunk or with the whole sequence — several times
+faster than the einsums they replace, whose per-dot-product loop was the cost, and a streaming
+step copies no weights.  For a chunk of several tokens one call per sequence ([r, k] × [k, n])
+is faster again; :func:`whole_call_exact` checks it the same way as :func:`one_call_exact`,
+and the blocks stay where it does not agree (the transposed form A · Wᵀ, which would need no
+copy of its result, does not agree with the blocks here).  Every result is C-contiguous:
+numpy's own reductions round a strided axis differently from a contiguous one, so a layout
+that depended on the chunk would leak into, e.g., the row-sum divide's Σa.
+``tests/semantics/test_products.py`` checks these properties on the installed BLAS for several
+shapes, batch sizes and chunkings.
 
 Allocator.  The interpreter's arrays are a few hundred KiB to a few MiB.  glibc serves such blocks
 by ``mmap`` until a large block has been freed once (its *dynamic* threshold) and returns freed

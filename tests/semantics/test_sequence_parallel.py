@@ -156,7 +156,8 @@ def test_float_products_in_the_reference_layout(name, monkeypatch):
     prog, x, _ = _compile(name, "float", None)
     answers = []
     real = interp.one_call_exact
-    monkeypatch.setattr(interp, "one_call_exact", lambda *a: answers.append(real(*a)) or answers[-1])
+    monkeypatch.setattr(interp, "one_call_exact",
+                        lambda *a: answers.append(real(*a)) or answers[-1])
     it = Interpreter(prog.ng)
     it.run(x)
     assert answers and bool(it.float_stacks) == any(answers)
