@@ -372,14 +372,16 @@ def _v_rule(w: np.ndarray, y1: np.ndarray, y2: int, y3: int) -> tuple[np.ndarray
 
 
 def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
-            residual: bool = False, copy: bool = True) -> tuple[np.ndarray, int]:
+            residual: bool = False, copy: bool = True,
+            fresh: bool = False) -> tuple[np.ndarray, int]:
     """Write values v [B, d_v] into column t of V [B, d_v|2d_v, T_max] (three-factor rule); or
     v [B, T, d_v] into columns t … t+T−1.
 
     Returns (new V, number of saturated/lost entries).  Column t becomes clip(v, -128, 127);
     16-bit V: rows [hi, lo] of v = hi·2^7 + lo (``kv_split``), third factors y1 = [hi, lo].
     Every entry of a token whose slot is ≥ T_max is lost (counted).  ``copy=False``: an int64 V
-    is written in place.
+    is written in place.  ``fresh``: the caller knows that the columns written hold nothing yet
+    (so they are not looked at).
     """
     V = np.array(V, dtype=np.int64, copy=copy)
     v = np.asarray(v, np.int64)
@@ -388,8 +390,11 @@ def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
     inexact = 0
     if n:
         y1 = _factor(wrap32_needed(v_third_factor(v3[:, :n], residual)), _TRACE_BITS)  # [B, n, rows]
-        cols, inexact = _v_rule(V[:, :, t:t + n], y1.transpose(0, 2, 1), y2, y3)
-        V[:, :, t:t + n] = cols
+        if fresh and y2 == V_Y2:  # _v_rule's shortcut for columns that hold nothing yet
+            V[:, :, t:t + n] = y1.transpose(0, 2, 1)
+        else:
+            cols, inexact = _v_rule(V[:, :, t:t + n], y1.transpose(0, 2, 1), y2, y3)
+            V[:, :, t:t + n] = cols
         inexact += _out_of_range(v3[:, :n], *V_RANGE, residual)
     return V, inexact + int(v3[:, n:].size)
 

@@ -318,7 +318,7 @@ class Interpreter:
         state[h.k_syn] = K
         stats.saturate(f"k:{h.k}", sat)
         stats.learning_updates += v.shape[-1] * n_tok
-        V, sat = neurons.v_write(h, state[h.v_syn], v, t, fixed, copy=not seq)
+        V, sat = neurons.v_write(h, state[h.v_syn], v, t, fixed, copy=not seq, fresh=seq)
         state[h.v_syn] = V
         stats.saturate(f"v:{h.v}", sat)
         stats.synaptic_ops += (count_nonzero(q) if nz is None else self._nz(h.q, vals, nz)) \

@@ -289,16 +289,18 @@ def k_write(h: HeadSpec, K: np.ndarray, k: np.ndarray, t: int, fixed: bool, copy
     return fx.k_write(K, k, t, residual(h), copy=copy, fresh=fresh)
 
 
-def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool, copy: bool = True):
+def v_write(h: HeadSpec, V: np.ndarray, v: np.ndarray, t: int, fixed: bool, copy: bool = True,
+            fresh: bool = False):
     """Write v_t into column t of V (v [B, d_v]), or v [B, T, d_v] into columns t … t+T−1:
-    (new V, saturated entries).  ``copy=False``: V (of the right dtype) is written in place."""
+    (new V, saturated entries).  ``copy=False``: V (of the right dtype) is written in place;
+    ``fresh``: the caller knows those columns hold nothing yet."""
     if not fixed:
         v3 = v[:, None] if v.ndim == 2 else v
         _float_slots(h, t, v3.shape[1])
         V = V.copy() if copy else V
         V[:, :, t:t + v3.shape[1]] = v3.transpose(0, 2, 1)  # x0 = one-hot slot t, y1 = v
         return V, 0
-    return fx.v_write(V, v, t, residual=residual(h), copy=copy)
+    return fx.v_write(V, v, t, residual=residual(h), copy=copy, fresh=fresh)
 
 
 def k_read(h: HeadSpec, K: np.ndarray, q: np.ndarray, fixed: bool,

@@ -97,6 +97,28 @@ def test_k_traces_equal_the_traces_of_the_write_payloads(residual):
                                       fixed.x1_from_payload(fixed.k_payload(ks, residual)))
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_fresh_writes_equal_the_rules(residual):
+    """``fresh=True`` (the sequence path: the slots written hold nothing yet) skips looking at
+    them; K, V and the counts equal the rules' own on those zero slots, keys and values far out
+    of range included; slots already written before stay as they were."""
+    rng = np.random.default_rng(8)
+    B, T, d, t_max = 3, 5, 4, 9
+    for lim in (100, 300, 2**20):
+        k = rng.integers(-lim, lim, size=(B, T, d))
+        K0, _ = fixed.k_write(fixed.k_init(B, t_max, d, residual), k[:, :2], 0, residual)
+        V0, _ = fixed.v_write(fixed.v_init(B, d, t_max, residual), k[:, :2], 0, residual=residual)
+        for t in (2, 6):  # slots t … t+T−1 are fresh; 6: two writes past T_max are lost
+            Kr, sk = fixed.k_write(K0, k, t, residual)
+            Kf, sf = fixed.k_write(K0, k, t, residual, fresh=True)
+            np.testing.assert_array_equal(Kf, Kr)
+            assert sf == sk
+            Vr, sv = fixed.v_write(V0, k, t, residual=residual)
+            Vf, sw = fixed.v_write(V0, k, t, residual=residual, fresh=True)
+            np.testing.assert_array_equal(Vf, Vr)
+            assert sw == sv
+
+
 # -- K write / read ----------------------------------------------------------------------------------
 
 def test_k_payloads():
