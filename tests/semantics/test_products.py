@@ -96,8 +96,6 @@ def test_rows_must_be_whole_tokens():
         rows_matmul(np.zeros((7, 3)), np.zeros((3, 2)), batch=2)
 
 
-
-
 def _one_ulp_off(row):
     """A BLAS that rounds one row of a product differently (by one ulp)."""
     def matmul(a, b):
