@@ -71,6 +71,41 @@ def same_program(a, b) -> bool:
     return da == db and wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
 
 
+def host() -> str:
+    """The CPU and the BLAS kernels numpy runs on: the ratios depend on both (onnxruntime computes
+    in float32, the emulator's float mode in float64, and OpenBLAS picks its kernels at run time)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f
+                                                         if ":" in line)}
+        cpu = " ".join(info.get("model name", cpu).split()) + \
+            f" (family {info.get('cpu family', '?')})"
+    except OSError:
+        pass
+    try:  # (threadpoolctl, where installed, names the kernels OpenBLAS chose)
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
+                         f"kernels, {d.get('num_threads')} threads" for d in threadpool_info()
+                         if d.get("user_api") == "blas")
+    except ImportError:
+        blas = "BLAS kernels unknown (threadpoolctl is not installed)"
+    return f"{cpu}; {blas}"
+
+
+def fast_layouts() -> str:
+    """Which one-call float layouts the run used (products.one_call_exact / whole_call_exact)."""
+    from icl_compiler.semantics import products
+
+    parts = []
+    for name, seen in (("static products", products._ONE_CALL),
+                       ("head reads", products._WHOLE_CALL)):
+        parts.append(f"{name} one call for {sum(seen.values())} of {len(seen)} shapes")
+    return "; ".join(parts)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(DEFAULT_MODEL if DEFAULT_MODEL.exists() else FALLBACK))
@@ -100,8 +135,10 @@ def main(argv=None) -> dict:
         fns[prec] = (lambda p: lambda: p.run(x, return_payload=True))(prog)
     best = interleaved(fns, a.repeat)
     t_ort = best.pop("onnxruntime")
+    print(f"host: {host()}")
     print(f"model {Path(a.model).name}: batch {x.shape[0]} x {x.shape[1]} tokens (best of "
-          f"{a.repeat} interleaved rounds)")
+          f"{a.repeat} interleaved rounds); float: {fast_layouts()} (checked bit-exact on this "
+          f"BLAS, else per token)")
     print(f"  {'engine':<26}{'tokens/s':>12}{'vs onnxruntime':>17}   bit-exact with token-by-token")
     print(f"  {'onnxruntime (whole seq)':<26}{tokens / t_ort:12.0f}{'1.00x':>17}")
     res = {"onnxruntime_tokens_per_s": tokens / t_ort}
