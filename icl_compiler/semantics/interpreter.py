@@ -258,7 +258,7 @@ class Interpreter:
         if pop.bias is not None:
             cur += pop.bias.astype(self.dtype)
         self._rec(name + ":current", cur)
-        out, sat = neurons.neuron(pop, cur, self.fixed)
+        out, sat = neurons.neuron(pop, cur, self.fixed, in_place=True)  # (cur is ours: a sum)
         stats.saturate(f"payload:{name}", sat)
         self._spikes(name, out, stats, nz)
         return out

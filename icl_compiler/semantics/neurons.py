@@ -170,17 +170,20 @@ def float_wt(s: SynapseGroup) -> np.ndarray:
     return np.ascontiguousarray(s.weights.T, np.float64)
 
 
-def neuron(pop: Population, cur: np.ndarray, fixed: bool) -> tuple[np.ndarray, int]:
+def neuron(pop: Population, cur: np.ndarray, fixed: bool,
+           in_place: bool = False) -> tuple[np.ndarray, int]:
     """A static population's output for its current: graded, graded ReLU, output, norm or
-    activation (a product neuron has two currents: :func:`product`)."""
+    activation (a product neuron has two currents: :func:`product`).  ``in_place``: the caller
+    gives ``cur`` away, so the shift and the ReLU may overwrite it."""
     if pop.model == NeuronModel.NORM:
         return norm(pop, cur, fixed), 0
     if pop.model == NeuronModel.ACTIVATION:
         return activation(pop, cur, fixed)
-    if fixed and pop.q is not None and pop.q.shift:
-        cur = np.right_shift(cur, pop.q.shift)  # rounding neurons: the bias holds the half
+    out_arg = {"out": cur} if in_place else {}
+    if fixed and pop.q is not None and pop.q.shift:  # rounding neurons: the bias holds the half
+        cur = np.right_shift(cur, pop.q.shift, **out_arg)
     if pop.model == NeuronModel.GRADED_RELU:
-        out = np.maximum(cur, 0)
+        out = np.maximum(cur, 0, **out_arg)
     elif pop.model in (NeuronModel.GRADED, NeuronModel.OUTPUT):
         out = cur
     else:
