@@ -297,8 +297,8 @@ def k_write(K, k, t: int, residual: bool = False, copy: bool = True,
     inexact = 0
     if n:
         rows = Kn[:, t:t + n, :]
-        if fresh or not rows.any():  # first writes (the protocol): each row becomes its traces
-            # (_k_rule)
+        # first writes (the protocol): each row becomes its traces (_k_rule's shortcut)
+        if fresh or not rows.any():
             Kn[:, t:t + n, :] = k_traces(k3[:, :n], residual)
         else:
             Kn[:, t:t + n, :], inexact = _k_rule(rows, k_payload(k3[:, :n], residual))
@@ -353,14 +353,15 @@ def wrap32_needed(x: np.ndarray) -> np.ndarray:
     return wrap32(x)
 
 
-def _v_rule(w: np.ndarray, y1: np.ndarray, y2: int, y3: int) -> tuple[np.ndarray, int]:
+def _v_rule(w: np.ndarray, y1: np.ndarray, y2: int, y3: int,
+            fresh: bool = False) -> tuple[np.ndarray, int]:
     """The three-factor V rule on columns ``w`` with a pre spike (x0 = 1) and third factors
     ``y1`` (same shape), ``y2``, ``y3``: (new columns, inexact events).  Elementwise.
 
     Columns that hold nothing yet with the protocol's y2 = 8 take a proven shortcut: product 1
     is ((y1·8) >> 3)·2^7 = y1·2^7 with y1 ∈ [-128, 127] (no clip), product 2 is 0, so the column
-    becomes y1."""
-    if y2 == V_Y2 and not w.any():
+    becomes y1.  ``fresh``: the caller knows they hold nothing (they are not looked at)."""
+    if y2 == V_Y2 and (fresh or not w.any()):
         return np.array(y1, np.int64, copy=True), 0
     acc = w << _W_SHIFT
     # product 1: x0 · y1 · y2 (widths 7 + 7), product 2: −x0 · y3 · w (widths 7 + 9); x0 = 1
@@ -390,11 +391,8 @@ def v_write(V, v, t: int, y2: int = V_Y2, y3: int = V_Y3,
     inexact = 0
     if n:
         y1 = _factor(wrap32_needed(v_third_factor(v3[:, :n], residual)), _TRACE_BITS)  # [B, n, rows]
-        if fresh and y2 == V_Y2:  # _v_rule's shortcut for columns that hold nothing yet
-            V[:, :, t:t + n] = y1.transpose(0, 2, 1)
-        else:
-            cols, inexact = _v_rule(V[:, :, t:t + n], y1.transpose(0, 2, 1), y2, y3)
-            V[:, :, t:t + n] = cols
+        cols, inexact = _v_rule(V[:, :, t:t + n], y1.transpose(0, 2, 1), y2, y3, fresh)
+        V[:, :, t:t + n] = cols
         inexact += _out_of_range(v3[:, :n], *V_RANGE, residual)
     return V, inexact + int(v3[:, n:].size)
 

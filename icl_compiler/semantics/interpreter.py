@@ -437,10 +437,10 @@ class Interpreter:
             if diag is not None and np.isfinite(np.add.reduce(pre, axis=None)):  # (0·inf = NaN;
                 # a finite sum means finite entries: an overflow to inf only takes the BLAS)
                 return pre * diag
-            if s.pre not in prods and diag is None:  # one call for the chunk and every group
+            if diag is None and s.pre not in prods:  # one call for the chunk and every group
                 prods[s.pre] = self._float_stack(s.pre, pre)  # (None where it is not exact)
-            if diag is not None or prods[s.pre] is None:  # the reference layout: token by
-                # token, group by group (a diagonal group too, on values not all finite)
+            if diag is not None or prods[s.pre] is None:  # the reference layout, token by token
+                # (a diagonal group's too, on values that are not all finite)
                 return neurons.dense(s, pre, False, self._batch, self._wt(s))
             c0, c1 = self.float_cols[s.name]
             return prods[s.pre][:, c0:c1]

@@ -96,10 +96,24 @@ def rows_matmul(a: np.ndarray, b: np.ndarray, batch: int | None = None) -> np.nd
     return out[:, :batch].transpose(1, 0, 2).reshape(M, -1)
 
 
+def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+    return bool(np.array_equal(x.view(np.int64), y.view(np.int64)))
+
+
+def _checked(cache: dict, key: tuple, matmul, probe) -> bool:
+    """``probe(matmul)`` (does the fast layout give the reference bits on random data?), run once
+    per key and remembered for the process; a test's own ``matmul`` is tried, never remembered."""
+    if matmul is not None:
+        return probe(matmul)
+    if key not in cache:
+        cache[key] = probe(np.matmul)
+    return cache[key]
+
+
 _ONE_CALL: dict = {}  # (batch, T, K, widths) -> whether one BLAS call gives the per-token bits
 
 
-def one_call_exact(batch: int, T: int, K: int, widths: tuple, matmul=np.matmul) -> bool:
+def one_call_exact(batch: int, T: int, K: int, widths: tuple, matmul=None) -> bool:
     """Whether, on the installed BLAS, one call ``a @ b`` of shape [batch·T, K] × [K, ΣN] gives
     every row of every column block ``widths`` bit for bit as :func:`rows_matmul` gives it (one
     token at a time, one block at a time: the reference layout).  Tried once per shape on random
@@ -108,21 +122,19 @@ def one_call_exact(batch: int, T: int, K: int, widths: tuple, matmul=np.matmul) 
     random normals agrees on any input.  Assumes the BLAS configuration (kernels, thread count)
     is not changed while the process runs.  ``matmul`` exists so that tests can give a BLAS that
     disagrees."""
+    def probe(mm) -> bool:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((batch * T, K))
+        b = rng.standard_normal((K, sum(widths)))
+        one, c = mm(a, b), 0
+        for w in widths:
+            if not _same_bits(one[:, c:c + w],
+                              rows_matmul(a, np.ascontiguousarray(b[:, c:c + w]), batch)):
+                return False
+            c += w
+        return True
     key = (int(batch), int(T), int(K), tuple(int(w) for w in widths))
-    if matmul is np.matmul and key in _ONE_CALL:
-        return _ONE_CALL[key]
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((batch * T, K))
-    b = rng.standard_normal((K, sum(widths)))
-    one = matmul(a, b)
-    ok, c = True, 0
-    for w in widths:
-        ref = rows_matmul(a, np.ascontiguousarray(b[:, c:c + w]), batch)
-        ok = ok and bool(np.array_equal(one[:, c:c + w].view(np.int64), ref.view(np.int64)))
-        c += w
-    if matmul is np.matmul:
-        _ONE_CALL[key] = ok
-    return ok
+    return _checked(_ONE_CALL, key, matmul, probe)
 
 
 def token_matmul(W: np.ndarray, a: np.ndarray, t0: int,
@@ -185,17 +197,13 @@ def whole_call_exact(B: int, r: int, k: int, n: int, t0: int, matmul=None) -> bo
     from t0 gives every token's row bit for bit as the reference blocks do.  Tried once per shape
     and process on random data (like :func:`one_call_exact`, whose reasons hold here too);
     ``matmul`` exists so that tests can give a BLAS that disagrees."""
+    def probe(mm) -> bool:
+        rng = np.random.default_rng(0)
+        W = rng.standard_normal((B, r, k))
+        a = rng.standard_normal((B, n, k))
+        return _same_bits(_whole_call(W, a, None, mm), _token_blocks(W, a, t0, None))
     key = (int(B), int(r), int(k), int(n), int(t0) % TOKEN_BLOCK, TOKEN_BLOCK)
-    if matmul is None and key in _WHOLE_CALL:
-        return _WHOLE_CALL[key]
-    rng = np.random.default_rng(0)
-    W = rng.standard_normal((B, r, k))
-    a = rng.standard_normal((B, n, k))
-    one = _whole_call(W, a, None, np.matmul if matmul is None else matmul)
-    ok = bool(np.array_equal(one.view(np.int64), _token_blocks(W, a, t0, None).view(np.int64)))
-    if matmul is None:
-        _WHOLE_CALL[key] = ok
-    return ok
+    return _checked(_WHOLE_CALL, key, matmul, probe)
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, b_colsum: int, a_max: int | None = None,
