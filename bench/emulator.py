@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import icl_compiler as icl
+from icl_compiler.semantics import blas
 from icl_compiler.semantics.interpreter import Interpreter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,17 +83,10 @@ def host() -> str:
             info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f
                                                          if ":" in line)}
         cpu = " ".join(info.get("model name", cpu).split()) + \
-            f" (family {info.get('cpu family', '?')})"
+            f" (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
     except OSError:
         pass
-    try:  # (threadpoolctl, where installed, names the kernels OpenBLAS chose)
-        from threadpoolctl import threadpool_info
-        blas = ", ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
-                         f"kernels, {d.get('num_threads')} threads" for d in threadpool_info()
-                         if d.get("user_api") == "blas")
-    except ImportError:
-        blas = "BLAS kernels unknown (threadpoolctl is not installed)"
-    return f"{cpu}; {blas}"
+    return f"{cpu}; {blas.describe()}"
 
 
 def fast_layouts() -> str:
@@ -183,4 +177,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    blas.rerun_on_better_kernels()
     main()

@@ -25,4 +25,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from icl_compiler.semantics.blas import rerun_on_better_kernels
+
+    rerun_on_better_kernels()
     sys.exit(main())

@@ -308,4 +308,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from icl_compiler.semantics.blas import rerun_on_better_kernels
+
+    rerun_on_better_kernels()  # (thousands of episodes: worth the right kernels)
     sys.exit(main())

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir.neuro import HeadSpec, Lowering, NeuroGraph, NeuronModel, Role
+from . import blas
 from . import fixed as fx
 from . import neurons
 from .neurons import count_nonzero
@@ -106,6 +107,7 @@ class Interpreter:
         self.last_state: dict[str, np.ndarray] = {}
         self.memory_budget = int(memory_budget)
         tune_allocator()
+        blas.warn_once()  # (numpy's OpenBLAS on kernels narrower than the CPU's: say so)
         self.diagonal = self._diagonal_groups()
         self.out_groups = self._out_groups()
         self.stacks: dict[str, _Stack] = {}
