@@ -16,7 +16,7 @@ from .compiler import STAGES
 from .errors import CompileError, OptionError
 from .options import LOWERINGS, PRECISIONS, WEIGHT_BITS, CompileOptions, positive_number
 from .runtime.outdir import OutputError
-from .runtime.program import check_output_dir
+from .runtime.program import check_output_dir, silence_slow_kernels, slow_kernels_note
 
 EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY = 0, 1, 2, 3, 4
 TOLERANCE = {"float": 1e-4, "fixed": 0.05}  # relative: max|y - ref| / max|ref|
@@ -164,10 +164,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _note_blas_kernels(args) -> None:
+    """Where the emulator ran (fixed-point calibration, --run, --verify) on BLAS kernels narrower
+    than the CPU's, say so in one note line at the end (the emulator's own warning is silenced
+    from the start, in :func:`_main`)."""
+    if args.precision == "fixed" or args.run or args.verify:
+        note = slow_kernels_note()
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+
+
 def _main(args) -> int:
     from .compiler import compile as icl_compile
     from .runtime.report import format_report
 
+    silence_slow_kernels()  # (said once, as a note at the end: _note_blas_kernels)
     try:
         options = CompileOptions.from_cli(args)
         for name in ("tolerance", "timeout"):
@@ -223,6 +234,7 @@ def _main(args) -> int:
         print(f"icl-compile: verification failed: relative error {verdict['rel_err']:.3g} > "
               f"tolerance {verdict['tolerance']:g}", file=sys.stderr)
         return EXIT_VERIFY
+    _note_blas_kernels(args)
     return EXIT_OK
 
 

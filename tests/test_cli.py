@@ -173,3 +173,37 @@ def test_lava_timeout_is_one_line_exit_1(tmp_path):
             "--timeout", "0.01")
     assert r.returncode == 1 and "timeout" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, said", [(["m.onnx", "--precision", "fixed"], True),
+                                        (["m.onnx", "--run", "x.npy"], True),
+                                        (["m.onnx", "--verify"], True),
+                                        (["m.onnx"], False)])  # (no emulator run: no note)
+def test_narrow_blas_kernels_are_one_note_line(monkeypatch, capsys, argv, said):
+    import warnings
+
+    from icl_compiler import cli as cli_mod
+    from icl_compiler.semantics import blas
+
+    monkeypatch.setattr(blas, "advice", lambda: ("SkylakeX", "numpy's OpenBLAS chose Prescott"))
+    with warnings.catch_warnings():
+        cli_mod.silence_slow_kernels()
+        with warnings.catch_warnings(record=True) as seen:  # (the emulator's warning: silenced)
+            warnings.warn("x", blas.SlowKernelsWarning, stacklevel=1)
+        cli_mod._note_blas_kernels(cli_mod.build_parser().parse_args(argv))
+    err = capsys.readouterr().err
+    assert err == ("note: numpy's OpenBLAS chose Prescott\n" if said else "") and not seen
+
+
+def test_the_note_comes_after_a_successful_run(tmp_path):
+    """In a real run the note (where this host's kernels fall short) is the only stderr line,
+    after the report and the files: never before an error, which stays the first line."""
+    from icl_compiler.runtime.program import slow_kernels_note
+
+    src, x, _ = fixture(SOFTMAX_FREE)
+    np.save(tmp_path / "x.npy", x[:1, :4])
+    r = cli(src, "-o", tmp_path / "o", "--run", tmp_path / "x.npy")
+    assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr  # (Python's two-line warning format: never)
+    note = slow_kernels_note()
+    assert r.stderr.strip() == (f"note: {note}" if note else "")

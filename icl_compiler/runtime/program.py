@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import CompileError, NeuroVerifyError, OptionError
 from ..ir import layout, neuro_serialize
 from ..ir.neuro import NeuroGraph, ProgramIO, verify_neuro
-from ..semantics import neurons
+from ..semantics import blas, neurons
 from .outdir import OutputError, write_output_dir
 from .outdir import check_output_dir as check_dir
 from .safeload import ArraySpec, ProgramFileError, load_program_files, read_json_file
@@ -195,6 +195,23 @@ def check_output_dir(directory: str | os.PathLike, *, force: bool = False) -> No
     """OutputError now if :meth:`Program.save` would refuse ``directory`` (a file, a dangling
     symlink, a foreign non-empty directory without ``force``); nothing is written."""
     check_dir(directory, force=force, is_previous=lambda d: _is_program_file(d / "program.json"))
+
+
+def silence_slow_kernels() -> None:
+    """Silence the emulator's warning about narrow BLAS kernels (``semantics.blas``) for a
+    program that says it its own way (:func:`slow_kernels_note`)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=blas.SlowKernelsWarning)
+
+
+def slow_kernels_note() -> str | None:
+    """What to set when numpy's OpenBLAS runs kernels narrower than the CPU's, else None."""
+    try:
+        found = blas.advice()
+    except Exception:  # noqa: BLE001 - a diagnosis must never stop a program
+        return None
+    return found[1] if found else None
 
 
 def _json_bytes(obj) -> bytes:

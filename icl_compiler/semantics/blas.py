@@ -26,6 +26,12 @@ SKYLAKEX_FLAGS = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 HASWELL_FLAGS = {"avx2", "fma"}
 
 _warned = False
+
+
+class SlowKernelsWarning(RuntimeWarning):
+    """numpy's OpenBLAS runs kernels narrower than the CPU's (:func:`advice`)."""
+
+
 _RERUN = "_ICL_BLAS_RERUN"  # (set in the process started again: never twice)
 
 
@@ -119,7 +125,7 @@ def rerun_on_better_kernels() -> None:
 
 
 def warn_once() -> None:
-    """Warn (RuntimeWarning, once per process) when :func:`advice` has something to say."""
+    """Warn (:class:`SlowKernelsWarning`, once per process) when :func:`advice` has something to say."""
     global _warned
     if _warned:
         return
@@ -129,4 +135,4 @@ def warn_once() -> None:
     except Exception:  # noqa: BLE001 - a diagnosis must never stop a run
         return
     if found:
-        warnings.warn(found[1], RuntimeWarning, stacklevel=3)
+        warnings.warn(found[1], SlowKernelsWarning, stacklevel=3)
