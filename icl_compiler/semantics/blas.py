@@ -25,14 +25,12 @@ AVX2_CORES = {"haswell", "zen", "excavator", "steamroller", "skylakex", "cooperl
 SKYLAKEX_FLAGS = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 HASWELL_FLAGS = {"avx2", "fma"}
 
-_warned = False
+_warned = False  # (warn_once, or rerun_on_better_kernels, has said it)
+_RERUN = "_ICL_BLAS_RERUN"  # (set in the process started again: never twice)
 
 
 class SlowKernelsWarning(RuntimeWarning):
     """numpy's OpenBLAS runs kernels narrower than the CPU's (:func:`advice`)."""
-
-
-_RERUN = "_ICL_BLAS_RERUN"  # (set in the process started again: never twice)
 
 
 def openblas() -> list[dict]:
@@ -118,6 +116,7 @@ def rerun_on_better_kernels() -> None:
     if found is None or os.environ.get(_RERUN):
         return
     _warned = True  # (said here)
+    sys.stdout.flush()
     print(f"note: {found[1]}\n      Running again with OPENBLAS_CORETYPE={found[0]}.",
           file=sys.stderr, flush=True)
     env = dict(os.environ, OPENBLAS_CORETYPE=found[0], **{_RERUN: "1"})
