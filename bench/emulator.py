@@ -108,6 +108,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-context", type=int, default=None,
                     help="context capacity (default: 26 for the few-shot model, else 16)")
     a = ap.parse_args(argv)
+    if argv is None:  # (the command line itself: it replaces the process; after --help)
+        blas.rerun_on_better_kernels()
     if a.max_context is None:
         a.max_context = 26 if Path(a.model) == DEFAULT_MODEL else 16
     calib_path = Path(a.model).with_name("calib.npy")
@@ -177,5 +179,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    blas.rerun_on_better_kernels()
     main()

@@ -107,7 +107,9 @@ def rerun_on_better_kernels() -> None:
     """For a program's entry point (``make run``, ``make bench``): where :func:`advice` finds
     narrower kernels and OPENBLAS_CORETYPE is unset, say so and start this process again, the
     same command line, with OPENBLAS_CORETYPE set (the kernels cannot change once loaded).
-    Setting OPENBLAS_CORETYPE yourself, even to the kernels OpenBLAS chose, keeps your choice."""
+    Setting OPENBLAS_CORETYPE yourself, even to the kernels OpenBLAS chose, keeps your choice.
+    Only for a script's own command line: it replaces the process (never call it from a test
+    or a library function)."""
     global _warned
     try:
         found = advice()
