@@ -207,10 +207,7 @@ def silence_slow_kernels() -> None:
 
 def slow_kernels_note() -> str | None:
     """What to set when numpy's OpenBLAS runs kernels narrower than the CPU's, else None."""
-    try:
-        found = blas.advice()
-    except Exception:  # noqa: BLE001 - a diagnosis must never stop a program
-        return None
+    found = blas.diagnosis()
     return found[1] if found else None
 
 

@@ -25,7 +25,7 @@ AVX2_CORES = {"haswell", "zen", "excavator", "steamroller", "skylakex", "cooperl
 SKYLAKEX_FLAGS = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 HASWELL_FLAGS = {"avx2", "fma"}
 
-_warned = False  # (warn_once, or rerun_on_better_kernels, has said it)
+_warned = False  # (warn_once has run)
 _RERUN = "_ICL_BLAS_RERUN"  # (set in the process started again: never twice)
 
 
@@ -89,12 +89,18 @@ def advice(libs: list[dict] | None = None, flags: set[str] | None = None,
     return None
 
 
+def diagnosis() -> tuple[str, str] | None:
+    """:func:`advice` for this process, or None where it cannot be made: a diagnosis must never
+    stop a run."""
+    try:
+        return advice()
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def describe(libs: list[dict] | None = None) -> str:
     """The BLAS kernels and threads numpy runs on, in a line (for benchmark reports)."""
-    try:
-        libs = openblas() if libs is None else libs
-    except ImportError:
-        return "BLAS kernels unknown (threadpoolctl is not installed)"
+    libs = openblas() if libs is None else libs
     if not libs:
         return "not OpenBLAS"
     forced = os.environ.get("OPENBLAS_CORETYPE")
@@ -110,14 +116,9 @@ def rerun_on_better_kernels() -> None:
     Setting OPENBLAS_CORETYPE yourself, even to the kernels OpenBLAS chose, keeps your choice.
     Only for a script's own command line: it replaces the process (never call it from a test
     or a library function)."""
-    global _warned
-    try:
-        found = advice()
-    except Exception:  # noqa: BLE001 - a diagnosis must never stop a run
-        return
+    found = diagnosis()
     if found is None or os.environ.get(_RERUN):
         return
-    _warned = True  # (said here)
     sys.stdout.flush()
     print(f"note: {found[1]}\n      Running again with OPENBLAS_CORETYPE={found[0]}.",
           file=sys.stderr, flush=True)
@@ -131,9 +132,6 @@ def warn_once() -> None:
     if _warned:
         return
     _warned = True
-    try:
-        found = advice()
-    except Exception:  # noqa: BLE001 - a diagnosis must never stop a run
-        return
+    found = diagnosis()
     if found:
         warnings.warn(found[1], SlowKernelsWarning, stacklevel=3)
